@@ -1,0 +1,67 @@
+"""Entry points that start pre-training.
+
+    python -m launch.submitit --fname configs/vjepa_tiny.yaml      # SLURM, or locally without it
+    python -m launch.local --fname configs/vjepa_tiny.yaml --devices cuda:0 cuda:1
+
+Both end in :func:`run_training`, once per process: join the process group, set up logging,
+call the trainer (``vjm.train.engine.train``), leave the group. They write nothing themselves;
+the trainer owns the run folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from vjm.config import Config
+from vjm.train.distributed import DistInfo, cleanup, init_distributed
+
+logger = logging.getLogger(__name__)
+
+TrainFn = Callable[[Config, DistInfo], Any]
+
+__all__ = ["TrainFn", "add_config_args", "run_training", "setup_logging"]
+
+
+def setup_logging(rank: int = 0) -> None:
+    """Configure the root logger of this process: rank in every line; INFO on rank 0, WARNING elsewhere.
+
+    Calling it again (e.g. once the rank is known) replaces the handler it installed before.
+    """
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, "_vjm_launch", False):
+            root.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler._vjm_launch = True  # type: ignore[attr-defined]
+    handler.setFormatter(logging.Formatter(f"%(asctime)s [rank {rank}] %(levelname)s %(name)s: %(message)s",
+                                           datefmt="%Y-%m-%d %H:%M:%S"))
+    root.addHandler(handler)
+    root.setLevel(logging.INFO if rank == 0 else logging.WARNING)
+
+
+def add_config_args(parser: argparse.ArgumentParser) -> None:
+    """--fname and --set, shared by the launchers."""
+    parser.add_argument("--fname", required=True, help="YAML config file, e.g. configs/vjepa_tiny.yaml")
+    parser.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                        help="override config keys, e.g. --set optim.lr=1e-3 masks.0.num_blocks=4")
+
+
+def run_training(cfg: Config, device: str = "auto", train_fn: TrainFn | None = None) -> Any:
+    """One training process: join the group the launcher made, train, leave. Returns the trainer's result.
+
+    ``train_fn`` defaults to ``vjm.train.engine.train``; it must be a module-level function when the
+    launcher pickles it into other processes.
+    """
+    dist = init_distributed(device)
+    setup_logging(dist.rank)
+    logger.info("process %d of %d on %s; run folder %s", dist.rank, dist.world_size, dist.device, cfg.run_dir)
+    try:
+        if train_fn is None:
+            from vjm.train.engine import train as train_fn  # imported here: launching must not need its deps
+        return train_fn(cfg, dist)
+    finally:
+        cleanup()

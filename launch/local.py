@@ -1,0 +1,129 @@
+"""Train on one node: one process per device.
+
+    python -m launch.local --fname configs/vjepa_tiny.yaml --devices cuda:0 cuda:1   # 2 GPUs, NCCL
+    python -m launch.local --fname configs/vjepa_tiny.yaml --devices cpu cpu         # 2 CPU processes, gloo
+    python -m launch.local --fname configs/vjepa_tiny.yaml --debug                   # main thread, no workers
+
+Several devices: torch.multiprocessing spawns one process per device, rendezvous on 127.0.0.1 at a
+free port. One device (or --debug): training runs in this process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import dataclasses
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import torch
+import torch.multiprocessing as mp
+
+from launch import TrainFn, add_config_args, run_training, setup_logging
+from vjm.config import Config, ConfigError, load_config
+from vjm.train.distributed import find_free_port, resolve_device
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["check_devices", "default_devices", "launch_local", "main"]
+
+_DIST_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
+def default_devices() -> list[str]:
+    """Every visible GPU, or the CPU when there is none."""
+    if torch.cuda.is_available():
+        return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    return ["cpu"]
+
+
+def check_devices(devices: Sequence[str]) -> list[str]:
+    """Validate a device list for one process group; returns canonical names ('cpu', 'cuda:0', ...)."""
+    if not devices:
+        raise ValueError("no devices given; use e.g. --devices cpu, or --devices cuda:0 cuda:1")
+    resolved = [str(resolve_device(d, local_rank=i)) for i, d in enumerate(devices)]
+    if len({torch.device(d).type for d in resolved}) > 1:
+        raise ValueError(f"devices {list(devices)} mix CPU and CUDA; a process group has one backend "
+                         "(gloo for CPU, NCCL for CUDA): list only cpu or only cuda devices")
+    repeated = [d for d, n in collections.Counter(resolved).items() if n > 1 and d != "cpu"]
+    if repeated:
+        raise ValueError(f"devices {list(devices)} name {', '.join(repeated)} more than once; "
+                         "NCCL needs one process per GPU")
+    return resolved
+
+
+@contextlib.contextmanager
+def _dist_env(rank: int, world_size: int, port: int | None) -> Iterator[None]:
+    """Set the torchrun-style variables for this process; restore the previous ones afterwards."""
+    saved = {k: os.environ.get(k) for k in _DIST_VARS}
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank),
+                      LOCAL_WORLD_SIZE=str(world_size))
+    if port is not None:
+        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _worker(rank: int, cfg: Config, devices: list[str], port: int, train_fn: TrainFn | None) -> None:
+    """Body of a spawned process (module-level so that spawn can pickle it)."""
+    world_size = len(devices)
+    if devices[rank] == "cpu":
+        # N processes on one CPU: split the cores instead of each taking all of them.
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world_size))
+    with _dist_env(rank, world_size, port):
+        run_training(cfg, devices[rank], train_fn)
+
+
+def launch_local(cfg: Config, devices: Sequence[str] = ("cpu",), *, debug: bool = False,
+                 train_fn: TrainFn | None = None) -> Any:
+    """Train on this node with one process per device.
+
+    ``debug`` runs a single process in the calling thread with no data-loader workers, so that a
+    debugger can step through everything. Returns the trainer's result when training ran in this
+    process; with several processes, results are in the run folder and None is returned.
+    """
+    devices = check_devices(devices)
+    if debug:
+        if len(devices) > 1:
+            logger.warning("--debug runs one process: using %s, ignoring %s", devices[0], ", ".join(devices[1:]))
+        devices = devices[:1]
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, num_workers=0))
+        logger.info("debug mode: one process in the main thread, data.num_workers = 0")
+    if len(devices) == 1:
+        with _dist_env(0, 1, None):
+            return run_training(cfg, devices[0], train_fn)
+    port = find_free_port()
+    logger.info("spawning %d processes on %s (rendezvous 127.0.0.1:%d)", len(devices), ", ".join(devices), port)
+    mp.spawn(_worker, args=(cfg, devices, port, train_fn), nprocs=len(devices), join=True, start_method="spawn")
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m launch.local", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_args(parser)
+    parser.add_argument("--devices", nargs="+", default=None, metavar="DEVICE",
+                        help="one process per device: cpu (repeatable), cuda, cuda:N; default: every GPU, else cpu")
+    parser.add_argument("--debug", action="store_true",
+                        help="one process in the main thread, no data-loader workers (for a debugger)")
+    args = parser.parse_args(argv)
+    setup_logging(0)
+    try:
+        cfg = load_config(args.fname, args.overrides)
+        devices = check_devices(args.devices or default_devices())
+    except (ConfigError, FileNotFoundError, ValueError) as e:
+        parser.exit(2, f"error: {e}\n")
+    launch_local(cfg, devices, debug=args.debug)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,325 @@
+"""vjm.config: loading, saving, overrides and every kind of error a config can have."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import yaml
+
+from vjm.config import (
+    Config,
+    ConfigError,
+    all_keys,
+    apply_overrides,
+    config_from_dict,
+    load_config,
+    save_config,
+)
+
+MAIN_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "vjepa_tiny.yaml"
+
+
+def write_yaml(tmp_path: Path, data: dict | str, name: str = "exp.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
+    return path
+
+
+def set_key(d: dict, dotted: str, value) -> dict:
+    """d with d[a][b] = value for dotted 'a.b' (creating sections)."""
+    *sections, last = dotted.split(".")
+    node = d
+    for s in sections:
+        node = node.setdefault(s, {})
+    node[last] = value
+    return d
+
+
+# ------------------------------------------------------------------------------------------ loading
+
+
+def test_main_config_loads_with_derived_defaults():
+    cfg = load_config(MAIN_CONFIG)
+    assert cfg.run.name == "vjepa_tiny"
+    assert cfg.run.folder == "runs/vjepa_tiny"
+    assert cfg.run_dir == Path("runs/vjepa_tiny")
+    assert cfg.launch.slurm_folder == "runs/vjepa_tiny/slurm"
+    assert (cfg.data.dataset, cfg.data.crop_size, cfg.data.frames_per_clip) == ("toy", 64, 8)
+    assert cfg.model.name == "videomamba_tiny"
+    assert cfg.optim.lr == pytest.approx(6.25e-4)  # written '6.25e-4', which YAML 1.1 reads as a string
+    assert isinstance(cfg.optim.ema_momentum, tuple) and cfg.optim.ema_momentum == (0.998, 1.0)
+
+
+def test_defaults_are_the_vjepa_mask_pair_and_valid():
+    cfg = config_from_dict({})
+    assert cfg == Config()
+    assert [(m["kind"], m["num_blocks"], m["spatial_scale"]) for m in cfg.masks] == [
+        ("multiblock", 8, [0.15, 0.15]), ("multiblock", 2, [0.7, 0.7])]
+    # the default list is copied, never shared between configs
+    cfg.masks[0]["num_blocks"] = 1
+    assert Config().masks[0]["num_blocks"] == 8
+
+
+def test_round_trip_through_save_and_load(tmp_path):
+    cfg = load_config(MAIN_CONFIG, ["masks.0.num_blocks=4", "optim.betas=[0.8, 0.95]", "data.fps=7.5",
+                                    "launch.partition=gpu", "run.name=rt"])
+    path = save_config(cfg, tmp_path / "run" / "config.yaml")
+    assert path.is_file() and not path.with_name("config.yaml.tmp").exists()
+    again = load_config(path)
+    assert again == cfg
+    assert again.run.name == "rt"  # the saved name wins over the file stem 'config'
+    assert config_from_dict(cfg.to_dict()) == cfg
+    # to_dict is plain data that safe YAML can write
+    yaml.safe_dump(cfg.to_dict())
+
+
+def test_explicit_folders_are_kept(tmp_path):
+    path = write_yaml(tmp_path, {"run": {"folder": "/scratch/a"}, "launch": {"slurm_folder": "/logs/s"}})
+    cfg = load_config(path)
+    assert (cfg.run.name, cfg.run.folder, cfg.launch.slurm_folder) == ("exp", "/scratch/a", "/logs/s")
+
+
+def test_numbers_are_coerced(tmp_path):
+    path = write_yaml(tmp_path, "optim:\n  lr: 1e-3\n  final_lr: 0\n  betas: [0.9, 0.99]\n")
+    cfg = load_config(path)
+    assert cfg.optim.lr == 1e-3 and isinstance(cfg.optim.lr, float)
+    assert cfg.optim.final_lr == 0.0 and isinstance(cfg.optim.final_lr, float)
+    assert cfg.optim.betas == (0.9, 0.99)
+
+
+def test_missing_file_and_bad_top_level(tmp_path):
+    with pytest.raises(FileNotFoundError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="top level must be a mapping"):
+        load_config(write_yaml(tmp_path, "- a\n- b\n"))
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(write_yaml(tmp_path, "optim: {lr: [\n"))
+    with pytest.raises(ConfigError, match="'optim' must be a mapping"):
+        load_config(write_yaml(tmp_path, {"optim": [1, 2]}))
+
+
+# ------------------------------------------------------------------------------------ unknown keys
+
+
+def test_unknown_key_names_file_key_and_suggestion(tmp_path):
+    path = write_yaml(tmp_path, {"optim": {"warmup_step": 10}})
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    assert str(e.value) == f"{path}: unknown key 'optim.warmup_step'; did you mean 'optim.warmup_steps'?"
+
+
+def test_unknown_section_and_hopeless_key(tmp_path):
+    with pytest.raises(ConfigError, match="unknown key 'optimizer'; did you mean 'optim'"):
+        load_config(write_yaml(tmp_path, {"optimizer": {"lr": 1e-3}}))
+    with pytest.raises(ConfigError, match="unknown key 'data.qqqqqq'; see vjm/config.py"):
+        load_config(write_yaml(tmp_path, {"data": {"qqqqqq": 1}}))
+
+
+def test_all_errors_reported_at_once(tmp_path):
+    path = write_yaml(tmp_path, {"data": {"batch_sise": 4, "crop_size": -1}, "model": {"tubelet": 2}})
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    lines = str(e.value).splitlines()
+    assert len(lines) == 3 and all(line.startswith(f"{path}: ") for line in lines)
+    assert any("'data.batch_sise'; did you mean 'data.batch_size'" in line for line in lines)
+    assert any("'model.tubelet'; did you mean 'model.tubelet_size'" in line for line in lines)
+    assert any("'data.crop_size' = -1 is out of range" in line for line in lines)
+
+
+def test_every_declared_key_has_help():
+    cfg = Config()
+    for key in all_keys():
+        section, _, name = key.partition(".")
+        if not name:
+            continue
+        field = {f.name: f for f in dataclasses.fields(getattr(cfg, section))}[name]
+        assert field.metadata.get("help"), f"{key} has no help text"
+    assert {f.name for f in dataclasses.fields(Config)} == {
+        "run", "data", "model", "masks", "predictor", "objective", "optim", "train", "launch"}
+
+
+# ------------------------------------------------------------------------------- types and ranges
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("data.batch_size", "eight", "'data.batch_size' = 'eight' is not an integer"),
+    ("data.batch_size", 8.5, "is not an integer"),
+    ("data.hflip", "sometimes", "'data.hflip' = 'sometimes' is not a boolean"),
+    ("optim.lr", True, "'optim.lr' = True is not a number"),
+    ("optim.lr", ".inf", "is not a number"),
+    ("optim.betas", [0.9], "'optim.betas' = [0.9] is not a list of 2 numbers"),
+    ("data.train", "videos.csv", "'data.train' = 'videos.csv' is not a list of strings"),
+    ("data.weights", "heavy", "is not a list of numbers or null"),
+    ("run.name", 12, "'run.name' = 12 is not a string or null"),
+    ("masks", ["multiblock"], "'masks' = ['multiblock'] is not a list of mappings"),
+])
+def test_wrong_types(key, value, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        config_from_dict(set_key({}, key, value), "x.yaml")
+
+
+@pytest.mark.parametrize("key, value, allowed", [
+    ("data.batch_size", 0, ">= 1"),
+    ("data.num_workers", -1, ">= 0"),
+    ("data.fps", 0, "> 0"),
+    ("data.random_erasing", 1.5, "[0, 1]"),
+    ("model.drop_path", 1.0, "[0, 1)"),
+    ("optim.ema_momentum", [0.99, 1.01], "[0, 1]"),
+    ("data.random_resize_scale", [0.0, 1.0], "(0, 1]"),
+    ("data.weights", [1.0, -2.0], "> 0"),
+    ("run.seed", 2**32, "[0, 4294967295]"),
+])
+def test_out_of_range(key, value, allowed):
+    d = set_key({}, key, value)
+    if key == "data.weights":
+        d["data"]["train"] = ["a.csv", "b.csv"]
+        d["data"]["dataset"] = "video"
+    with pytest.raises(ConfigError) as e:
+        config_from_dict(d, "x.yaml")
+    assert f"x.yaml: '{key}' = {value!r} is out of range; allowed: {allowed}" == str(e.value)
+
+
+@pytest.mark.parametrize("key, value, choices", [
+    ("data.dataset", "videos", "'video', 'image', 'toy'; did you mean 'video'?"),
+    ("model.scan_backend", "cuda", "'auto', 'torch', 'mamba_ssm', 'triton'"),
+    ("objective.loss", "l3", "'l1', 'l2'"),
+    ("train.dtype", "fp16", "'auto', 'bf16', 'fp32'"),
+])
+def test_choices(key, value, choices):
+    with pytest.raises(ConfigError) as e:
+        config_from_dict(set_key({}, key, value), "x.yaml")
+    assert str(e.value).startswith(f"x.yaml: '{key}' = {value!r} is not one of {choices}")
+
+
+def test_pairs_must_be_ascending():
+    with pytest.raises(ConfigError, match=r"'data.random_resize_aspect' = \[1.5, 0.5\] must be \[low, high\]"):
+        config_from_dict({"data": {"random_resize_aspect": [1.5, 0.5]}})
+
+
+@pytest.mark.parametrize("masks, message", [
+    ([], "'masks' needs at least one mask generator"),
+    ([{"num_blocks": 8}], "'masks' item 0 needs a 'kind' string"),
+    ([{"kind": "tube"}, {"kind": 3}], "'masks' item 1 needs a 'kind' string"),
+])
+def test_mask_specs(masks, message):
+    with pytest.raises(ConfigError, match=message):
+        config_from_dict({"masks": masks})
+
+
+def test_mask_params_are_left_to_the_mask_registry():
+    cfg = config_from_dict({"masks": [{"kind": "tube", "ratio": 0.9, "anything": [1, 2]}]})
+    assert cfg.masks == [{"kind": "tube", "ratio": 0.9, "anything": [1, 2]}]
+
+
+# ------------------------------------------------------------------------------------- overrides
+
+
+def test_overrides_nested_list_index_and_types():
+    cfg = load_config(MAIN_CONFIG, [
+        "optim.lr=1e-3",             # YAML 1.1 string -> float
+        "data.batch_size=16",
+        "data.hflip=false",
+        "masks.0.num_blocks=4",      # list item by index
+        "masks.1.spatial_scale=[0.5, 0.6]",
+        "data.train=[a.csv, b.csv]",
+        "data.weights=[1, 3]",
+        "data.dataset=video",
+        "launch.qos=high",
+    ])
+    assert cfg.optim.lr == 1e-3
+    assert cfg.data.batch_size == 16 and cfg.data.hflip is False
+    assert cfg.masks[0]["num_blocks"] == 4 and cfg.masks[0]["spatial_scale"] == [0.15, 0.15]
+    assert cfg.masks[1]["spatial_scale"] == [0.5, 0.6]
+    assert cfg.data.train == ["a.csv", "b.csv"] and cfg.data.weights == [1.0, 3.0]
+    assert cfg.launch.qos == "high"
+
+
+def test_overrides_reach_defaults_not_in_the_file(tmp_path):
+    path = write_yaml(tmp_path, {"optim": {"lr": 1e-3}})
+    cfg = load_config(path, ["masks.1.num_blocks=3", "predictor.depth=2", "masks.2={kind: tube, ratio: 0.5}"])
+    assert [m["num_blocks"] for m in cfg.masks[:2]] == [8, 3]
+    assert cfg.masks[2] == {"kind": "tube", "ratio": 0.5}  # index == length appends
+    assert cfg.predictor.depth == 2
+
+
+def test_run_name_override_moves_derived_folders():
+    cfg = load_config(MAIN_CONFIG, ["run.name=ablation"])
+    assert (cfg.run.folder, cfg.launch.slurm_folder) == ("runs/ablation", "runs/ablation/slurm")
+
+
+def test_override_can_repair_a_cross_check(tmp_path):
+    path = write_yaml(tmp_path, {"data": {"crop_size": 100}})
+    with pytest.raises(ConfigError, match="not divisible"):
+        load_config(path)
+    assert load_config(path, ["data.crop_size=96"]).data.crop_size == 96
+
+
+@pytest.mark.parametrize("override, message", [
+    ("optim.warmup_step=5", "--set 'optim.warmup_step=5': unknown key 'optim.warmup_step'; "
+                            "did you mean 'optim.warmup_steps'?"),
+    ("optim.lr", "expected key=value"),
+    ("=3", "expected key=value"),
+    ("masks.7.num_blocks=4", "'masks.7' needs a list index from 0 to 2"),
+    ("masks.first.num_blocks=4", "'masks.first' needs a list index"),
+    ("data.crop_size.x=4", "'data.crop_size' is 224, not a list or mapping"),
+    ("data.weights.0=4", "'data.weights' is None, not a list or mapping"),
+    ("optim.lr=[1, 2", "the value is not valid YAML"),
+])
+def test_bad_overrides(override, message):
+    with pytest.raises(ConfigError) as e:
+        apply_overrides({}, [override])
+    assert message in str(e.value)
+
+
+def test_bad_override_value_names_the_override(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        load_config(MAIN_CONFIG, ["data.batch_size=many"])
+    assert "with --set data.batch_size=many: 'data.batch_size' = 'many' is not an integer" in str(e.value)
+
+
+def test_apply_overrides_does_not_mutate_input():
+    raw = {"optim": {"lr": 1.0}}
+    out = apply_overrides(raw, ["optim.lr=2.0", "masks.0.kind=tube"])
+    assert raw == {"optim": {"lr": 1.0}}
+    assert out["optim"]["lr"] == 2.0 and out["masks"][0]["kind"] == "tube"
+
+
+# ----------------------------------------------------------------------------------- cross checks
+
+
+@pytest.mark.parametrize("d, message", [
+    ({"data": {"crop_size": 100}}, "'data.crop_size' = 100 is not divisible by 'model.patch_size' = 16; "
+                                   "use a multiple such as 96 or 112"),
+    ({"data": {"frames_per_clip": 7}}, "'data.frames_per_clip' = 7 is not divisible by 'model.tubelet_size' = 2"),
+    ({"data": {"dataset": "image", "train": ["imgs/"], "frames_per_clip": 16}},
+     "'data.dataset' = 'image' needs 'data.frames_per_clip' = 1"),
+    ({"data": {"dataset": "video"}}, "'data.dataset' = 'video' needs 'data.train'"),
+    ({"data": {"dataset": "video", "train": ["a.csv", "b.csv"], "weights": [1.0]}},
+     "'data.weights' has 1 values but 'data.train' has 2 sources"),
+    ({"data": {"short_video": "skip", "toy_frames": 16, "frames_per_clip": 16, "frame_step": 2}},
+     "a clip spans 31 frames"),
+    ({"predictor": {"kind": "attention", "width": 100, "num_heads": 6}},
+     "'predictor.width' = 100 is not divisible by 'predictor.num_heads' = 6"),
+    ({"optim": {"warmup_steps": 1000}, "train": {"epochs": 2, "steps_per_epoch": 100}},
+     "'optim.warmup_steps' = 1000 is longer than the whole run (2 epochs x 100 steps)"),
+    ({"optim": {"lr": 1e-4, "start_lr": 1e-3}}, "'optim.start_lr' = 0.001 exceeds the peak 'optim.lr'"),
+    ({"launch": {"tasks_per_node": 2, "gpus_per_node": 8}},
+     "'launch.tasks_per_node' = 2 must equal 'launch.gpus_per_node' = 8"),
+])
+def test_cross_checks(d, message):
+    with pytest.raises(ConfigError) as e:
+        config_from_dict(d, "x.yaml")
+    assert str(e.value).startswith("x.yaml: ") and message in str(e.value)
+
+
+@pytest.mark.parametrize("d", [
+    {"data": {"dataset": "image", "train": ["imgs/"], "frames_per_clip": 1}},  # images skip the tubelet rule
+    {"data": {"short_video": "pad", "toy_frames": 4, "frames_per_clip": 16}},  # padding allows short toys
+    {"data": {"short_video": "skip", "toy_frames": 4, "frames_per_clip": 16, "fps": 5.0}},
+    {"predictor": {"kind": "mamba", "width": 100, "num_heads": 6}},           # heads only matter for attention
+    {"launch": {"tasks_per_node": 4, "gpus_per_node": 0}},                    # CPU-only jobs
+])
+def test_cross_checks_accept_valid_combinations(d):
+    config_from_dict(d)

@@ -1,0 +1,15 @@
+"""Encoders, their building blocks, and the registry that builds them by name."""
+
+from . import videomamba, vit  # noqa: F401  (register the named sizes)
+from .blocks import MambaBlock, MambaMLPBlock
+from .mamba import MambaMixer, expand_uni_state_dict
+from .patch_embed import PatchEmbed3D
+from .pos_embed import sincos_3d
+from .registry import build, list_models, register_model
+from .videomamba import VideoMamba
+from .vit import VisionTransformer
+
+__all__ = [
+    "build", "list_models", "register_model", "VideoMamba", "VisionTransformer", "MambaMixer",
+    "MambaBlock", "MambaMLPBlock", "PatchEmbed3D", "sincos_3d", "expand_uni_state_dict",
+]

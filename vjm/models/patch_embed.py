@@ -1,0 +1,54 @@
+"""Spatiotemporal patch embedding: clips B x C x T x H x W -> tokens B x N x D (raster order)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+
+class PatchEmbed3D(nn.Module):
+    """Conv3d with kernel = stride = (tubelet, patch, patch).
+
+    A clip shorter than one tubelet (an image, T = 1) is repeated along time to fill it, so the
+    same weights embed images and videos.
+    """
+
+    def __init__(self, patch_size: int = 16, tubelet_size: int = 2, in_chans: int = 3, embed_dim: int = 768):
+        super().__init__()
+        self.patch_size, self.tubelet_size, self.in_chans = patch_size, tubelet_size, in_chans
+        self.proj = nn.Conv3d(
+            in_chans, embed_dim,
+            kernel_size=(tubelet_size, patch_size, patch_size),
+            stride=(tubelet_size, patch_size, patch_size),
+        )
+
+    def grid(self, clip_shape: torch.Size | tuple[int, ...]) -> tuple[int, int, int]:
+        """The token grid (T', H', W') for a clip shape (B, C, T, H, W); validates it."""
+        if len(clip_shape) != 5:
+            raise ValueError(
+                f"PatchEmbed3D: expected a clip of shape (B, C, T, H, W), got {tuple(clip_shape)}; "
+                "add a time axis of length 1 for images"
+            )
+        _, chans, frames, height, width = clip_shape
+        if chans != self.in_chans:
+            raise ValueError(f"PatchEmbed3D: expected {self.in_chans} channels, got {chans} (shape {tuple(clip_shape)})")
+        if height % self.patch_size or width % self.patch_size:
+            raise ValueError(
+                f"PatchEmbed3D: frame size {height}x{width} is not a multiple of the patch size "
+                f"{self.patch_size}; resize or crop to a multiple"
+            )
+        if frames >= self.tubelet_size and frames % self.tubelet_size:
+            raise ValueError(
+                f"PatchEmbed3D: {frames} frames is not a multiple of the tubelet size {self.tubelet_size}; "
+                "sample a multiple of it (or a single frame for an image)"
+            )
+        return max(frames // self.tubelet_size, 1), height // self.patch_size, width // self.patch_size
+
+    def forward(self, clip: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int]]:
+        grid = self.grid(clip.shape)
+        frames = clip.shape[2]
+        if frames < self.tubelet_size:
+            repeats = -(-self.tubelet_size // frames)
+            clip = clip.repeat(1, 1, repeats, 1, 1)[:, :, : self.tubelet_size]
+        tokens = self.proj(clip).flatten(2).transpose(1, 2)  # (B, T'*H'*W', D), time-major raster
+        return tokens, grid

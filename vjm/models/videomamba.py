@@ -1,0 +1,105 @@
+"""VideoMamba: a stack of bidirectional Mamba blocks over spatiotemporal tokens."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+
+from .blocks import MambaBlock, MambaMLPBlock
+from .encoder import TokenEncoder
+from .registry import register_model
+
+BLOCKS = {"mamba": MambaBlock, "mambamlp": MambaMLPBlock}
+
+
+def column_order(grid: tuple[int, int, int], keep: torch.Tensor | None, batch: int, device) -> torch.Tensor:
+    """(B, L) positions of the tokens when read column by column (time, columns, rows)."""
+    t, h, w = grid
+    index = torch.arange(t * h * w, device=device)
+    col_key = (index // (h * w)) * h * w + (index % w) * h + (index % (h * w)) // w
+    if keep is None:
+        return col_key.argsort().expand(batch, -1)
+    return col_key[keep].argsort(dim=1)
+
+
+class VideoMamba(TokenEncoder):
+    def __init__(self, embed_dim: int = 192, depth: int = 24, block: str = "mamba", scan: str = "bi",
+                 merge: str = "mean", patch_size: int = 16, tubelet_size: int = 2, in_chans: int = 3,
+                 drop_path: float = 0.0, use_cls_token: bool = False, norm_eps: float = 1e-5,
+                 scan_backend: str = "auto", **block_kwargs):
+        super().__init__(embed_dim, patch_size, tubelet_size, in_chans, use_cls_token)
+        if block not in BLOCKS:
+            raise ValueError(f"VideoMamba: block must be one of {sorted(BLOCKS)}, got {block!r}")
+        self.depth, self.scan = depth, scan
+        rates = [drop_path * i / max(depth - 1, 1) for i in range(depth)]  # stochastic depth grows with depth
+        self.blocks = nn.ModuleList(
+            BLOCKS[block](embed_dim, drop_path=rate, norm_eps=norm_eps, scan=scan, merge=merge,
+                          scan_backend=scan_backend, **block_kwargs)
+            for rate in rates
+        )
+        self.norm = nn.RMSNorm(embed_dim, eps=norm_eps)
+        self._init_weights(residuals_per_layer=2 if block == "mambamlp" else 1)
+
+    def _init_weights(self, residuals_per_layer: int) -> None:
+        # mamba_ssm's scheme: zero linear biases (except tagged dt biases) and shrink the output
+        # projections of residual branches by sqrt(depth). Nothing else is re-initialised, so
+        # the dt, A and D initialisation of the mixers survives.
+        for module in self.modules():
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                if not getattr(module.bias, "_no_reinit", False):
+                    nn.init.zeros_(module.bias)
+        for param in self.parameters():
+            if getattr(param, "_is_residual_out", False):
+                nn.init.kaiming_uniform_(param, a=math.sqrt(5))
+                with torch.no_grad():
+                    param /= math.sqrt(residuals_per_layer * self.depth)
+
+    def set_scan_backend(self, backend: str) -> None:
+        for module in self.modules():
+            if hasattr(module, "scan_backend"):
+                module.scan_backend = backend
+
+    def encode(self, tokens, grid, keep):
+        col_order = None
+        if self.scan == "quad":
+            col_order = column_order(grid, keep, tokens.shape[0], tokens.device)
+            if self.cls_token is not None:  # the cls token leads both orderings
+                col_order = torch.cat([col_order.new_zeros(col_order.shape[0], 1), col_order + 1], dim=1)
+        hidden, residual = tokens, None
+        for block in self.blocks:
+            hidden, residual = block(hidden, residual, col_order=col_order)
+        residual = residual + hidden
+        return self.norm(residual.to(self.norm.weight.dtype))
+
+
+@register_model
+def videomamba_tiny(**kwargs) -> VideoMamba:
+    return VideoMamba(**{"embed_dim": 192, "depth": 24, **kwargs})
+
+
+@register_model
+def videomamba_small(**kwargs) -> VideoMamba:
+    return VideoMamba(**{"embed_dim": 384, "depth": 24, **kwargs})
+
+
+@register_model
+def videomamba_middle(**kwargs) -> VideoMamba:
+    return VideoMamba(**{"embed_dim": 576, "depth": 32, **kwargs})
+
+
+@register_model
+def videomamba_base(**kwargs) -> VideoMamba:
+    return VideoMamba(**{"embed_dim": 768, "depth": 24, **kwargs})
+
+
+@register_model
+def mambamlp_base(**kwargs) -> VideoMamba:
+    """ARM-B: 1-scan MambaMLP blocks for autoregressive pre-training (scan="quad" to fine-tune)."""
+    return VideoMamba(**{"embed_dim": 768, "depth": 12, "block": "mambamlp", "scan": "uni", **kwargs})
+
+
+@register_model
+def mambamlp_large(**kwargs) -> VideoMamba:
+    return VideoMamba(**{"embed_dim": 1024, "depth": 24, "block": "mambamlp", "scan": "uni", **kwargs})

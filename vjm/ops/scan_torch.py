@@ -1,0 +1,78 @@
+"""Pure-PyTorch selective scan: the reference that defines the operator.
+
+The recurrence h_t = exp(dt_t A) h_{t-1} + dt_t B_t u_t runs step by step, one fused
+multiply-add on a (batch, E, N) state per step; the decays, the inputs and the output
+contraction with C are batched over a chunk of steps. Under autograd each chunk is
+checkpointed: only the chunk-boundary states are kept, never a B x E x L x N tensor.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+DEFAULT_CHUNK = 64
+
+
+def _scan_chunk(h, u, delta, A, B, C):
+    """One chunk in the accumulation dtype. h: (b, e, n); u, delta: (b, e, k); A: (e, n); B, C: (b, n, k)."""
+    decay = torch.exp(delta.unsqueeze(-1) * A.unsqueeze(1))  # (b, e, k, n)
+    inputs = (delta * u).unsqueeze(-1) * B.transpose(1, 2).unsqueeze(1)  # dt_t B_t u_t
+    states = []
+    for step in range(u.shape[-1]):
+        h = torch.addcmul(inputs[:, :, step], decay[:, :, step], h)
+        states.append(h)
+    y = torch.einsum("bekn,bnk->bek", torch.stack(states, dim=2), C)
+    return y, h
+
+
+def selective_scan_torch(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None = None,
+    z: torch.Tensor | None = None,
+    delta_bias: torch.Tensor | None = None,
+    delta_softplus: bool = False,
+    reverse: bool = False,
+    chunk_size: int = DEFAULT_CHUNK,
+) -> torch.Tensor:
+    out_dtype = u.dtype
+    if reverse:
+        u, delta, B, C = (t.flip(-1) for t in (u, delta, B, C))
+        z = z.flip(-1) if z is not None else None
+    # The state is fp32 (fp64 when the inputs are, so the reference can be checked exactly).
+    acc = torch.float64 if u.dtype == torch.float64 else torch.float32
+    u32, delta32 = u.to(acc), delta.to(acc)
+    A32, B32, C32 = A.to(acc), B.to(acc), C.to(acc)
+    if delta_bias is not None:
+        delta32 = delta32 + delta_bias.to(acc)[:, None]
+    if delta_softplus:
+        delta32 = F.softplus(delta32)
+
+    batch, dim, length = u.shape
+    h = u32.new_zeros(batch, dim, A.shape[1])
+    needs_grad = torch.is_grad_enabled() and any(
+        t.requires_grad for t in (u32, delta32, A32, B32, C32)
+    )
+    outputs = []
+    for start in range(0, length, chunk_size):
+        piece = slice(start, start + chunk_size)
+        args = (h, u32[..., piece], delta32[..., piece], A32, B32[..., piece], C32[..., piece])
+        if needs_grad:
+            y, h = checkpoint(_scan_chunk, *args, use_reentrant=False)
+        else:
+            y, h = _scan_chunk(*args)
+        outputs.append(y)
+    y = torch.cat(outputs, dim=-1)
+
+    if D is not None:
+        y = y + u32 * D.to(acc)[:, None]
+    if z is not None:
+        y = y * F.silu(z.to(acc))
+    if reverse:
+        y = y.flip(-1)
+    return y.to(out_dtype)
