@@ -124,7 +124,7 @@ def test_mixer_initialisation_follows_mamba_ssm():
 def test_model_init_keeps_dt_and_rescales_out_proj():
     torch.manual_seed(0)
     model = build("videomamba_tiny", embed_dim=64, depth=8)
-    mixer = model.blocks[0].mixer
+    mixer = model.stack.blocks[0].mixer
     dt = torch.nn.functional.softplus(mixer.directions[0].dt_proj.bias)
     assert dt.min() >= 1e-3 * 0.999  # not zeroed by the model-level init
     fan_in = mixer.out_proj.weight.shape[1]
@@ -178,8 +178,8 @@ def test_expand_uni_checkpoint_to_quad():
     quad = build("mambamlp_base", embed_dim=32, depth=2, scan="quad")
     quad.load_state_dict(expand_uni_state_dict(uni.state_dict(), "quad"))
     for k in range(4):
-        torch.testing.assert_close(quad.blocks[1].mixer.directions[k].x_proj.weight,
-                                   uni.blocks[1].mixer.directions[0].x_proj.weight)
+        torch.testing.assert_close(quad.stack.blocks[1].mixer.directions[k].x_proj.weight,
+                                   uni.stack.blocks[1].mixer.directions[0].x_proj.weight)
     with pytest.raises(ValueError, match="not from a uni"):
         expand_uni_state_dict(quad.state_dict(), "quad")
 
@@ -187,7 +187,7 @@ def test_expand_uni_checkpoint_to_quad():
 def test_residual_stream_is_fp32_under_bf16_autocast():
     model = build("videomamba_tiny", **SMALL)
     seen = []
-    model.blocks[1].register_forward_hook(lambda m, i, o: seen.append(o[1].dtype))
+    model.stack.blocks[1].register_forward_hook(lambda m, i, o: seen.append(o[1].dtype))
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = model(torch.randn(1, 3, 2, 32, 32))
     assert seen == [torch.float32]

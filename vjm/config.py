@@ -161,6 +161,9 @@ class ModelConfig:
     """The encoder (context and EMA target share it)."""
 
     name: str = param("videomamba_tiny", "encoder name in the model registry (vjm.models)")
+    embed_dim: int | None = param(None, "override the registered width (None = the size's own)", range=AT_LEAST_1)
+    depth: int | None = param(None, "override the registered number of blocks (None = the size's own)",
+                              range=AT_LEAST_1)
     patch_size: int = param(16, "spatial side of a patch in pixels", range=AT_LEAST_1)
     tubelet_size: int = param(2, "frames per token", range=AT_LEAST_1)
     drop_path: float = param(0.0, "stochastic depth rate of the last block (linear in depth)",
@@ -334,9 +337,11 @@ def all_keys(cls: type | None = None, prefix: str = "") -> list[str]:
     return keys
 
 
-def _unknown_key(key: str) -> str:
-    suggestion = difflib.get_close_matches(key, all_keys(), n=1, cutoff=0.6)
-    hint = f"; did you mean '{suggestion[0]}'?" if suggestion else "; see vjm/config.py for the valid keys"
+def _unknown_key(key: str, root: type | None = None) -> str:
+    root = Config if root is None else root
+    suggestion = difflib.get_close_matches(key, all_keys(root), n=1, cutoff=0.6)
+    where = "vjm/config.py" if root is Config else root.__module__.replace(".", "/") + ".py"
+    hint = f"; did you mean '{suggestion[0]}'?" if suggestion else f"; see {where} for the valid keys"
     return f"unknown key '{key}'{hint}"
 
 
@@ -451,7 +456,8 @@ def _check_field(key: str, raw: Any, tp: Any, meta: Mapping[str, Any]) -> tuple[
     return value, None
 
 
-def _build(cls: type, raw: Any, prefix: str, errors: list[str]) -> Any:
+def _build(cls: type, raw: Any, prefix: str, errors: list[str], root: type | None = None) -> Any:
+    root = cls if root is None else root  # the top-level schema, for suggestions of misspelt keys
     section = prefix.rstrip(".") or "the config"
     if raw is None:
         raw = {}
@@ -461,7 +467,7 @@ def _build(cls: type, raw: Any, prefix: str, errors: list[str]) -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
     for key in raw:
         if key not in names:
-            errors.append(_unknown_key(f"{prefix}{key}"))
+            errors.append(_unknown_key(f"{prefix}{key}", root))
     hints = _hints(cls)
     values = {}
     for f in dataclasses.fields(cls):
@@ -469,7 +475,7 @@ def _build(cls: type, raw: Any, prefix: str, errors: list[str]) -> Any:
             continue  # the dataclass default applies
         key, tp = f"{prefix}{f.name}", hints[f.name]
         if _is_section(tp):
-            values[f.name] = _build(tp, raw[f.name], key + ".", errors)
+            values[f.name] = _build(tp, raw[f.name], key + ".", errors, root)
         else:
             values[f.name], problem = _check_field(key, raw[f.name], tp, f.metadata)
             if problem:
@@ -536,12 +542,19 @@ def _raise(errors: list[str], where: str) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def config_from_dict(d: Mapping[str, Any], where: str = "") -> Config:
-    """Build and validate a Config from a nested dict; ``where`` (a file name) prefixes error messages."""
+def config_from_dict(d: Mapping[str, Any], where: str = "", cls: type = Config) -> Any:
+    """Build and validate a Config from a nested dict; ``where`` (a file name) prefixes error messages.
+
+    ``cls`` names another schema built from the same ``param`` fields (e.g. an evaluation's config);
+    its cross checks are its ``cross_check()`` method, returning a list of problems, if it has one.
+    """
     errors: list[str] = []
-    cfg = _build(Config, d, "", errors)
+    cfg = _build(cls, d, "", errors)
     _raise(errors, where)
-    validate_config(cfg, where)
+    if cls is Config:
+        validate_config(cfg, where)
+    elif callable(getattr(cfg, "cross_check", None)):
+        _raise(cfg.cross_check(), where)
     return cfg
 
 
@@ -563,26 +576,28 @@ def _field_default(f: dataclasses.Field) -> Any:
     return copy.deepcopy(f.default)
 
 
-def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+def apply_overrides(raw: dict[str, Any], overrides: Sequence[str], cls: type = Config) -> dict[str, Any]:
     """Apply ``key.sub=value`` overrides to a raw config dict (a deep copy is returned).
 
     Keys are checked against the schema as they are applied, so a misspelt override is reported
     as such. Inside list- or mapping-valued keys (e.g. ``masks``), integer parts index lists
     (``masks.0.num_blocks=4``; the index one past the end appends) and other parts name mapping keys.
+    ``cls`` is the schema (Config unless another is given).
     """
+    root = cls
     raw = copy.deepcopy(dict(raw))
     for override in overrides:
         key, value = _parse_override(override)
         parts = key.split(".")
         node: Any = raw
-        cls: type | None = Config  # None once we are inside a free-form (list/dict) value
+        cls: type | None = root  # None once we are inside a free-form (list/dict) value
         for i, part in enumerate(parts):
             here = ".".join(parts[: i + 1])
             last = i == len(parts) - 1
             if cls is not None:
                 fields = {f.name: f for f in dataclasses.fields(cls)}
                 if part not in fields:
-                    raise ConfigError(f"--set {override!r}: {_unknown_key(here)}")
+                    raise ConfigError(f"--set {override!r}: {_unknown_key(here, root)}")
                 if last:
                     node[part] = value
                     break
@@ -612,8 +627,11 @@ def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, 
     return raw
 
 
-def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> Config:
-    """Read a YAML config, apply ``key=value`` overrides, fill derived defaults, validate."""
+def load_config(path: str | os.PathLike, overrides: Sequence[str] = (), cls: type = Config) -> Any:
+    """Read a YAML config, apply ``key=value`` overrides, fill derived defaults, validate.
+
+    ``cls`` is the schema (Config unless another is given, see config_from_dict).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path} (give a YAML file such as configs/vjepa_tiny.yaml)")
@@ -627,16 +645,17 @@ def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> Confi
         raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(raw).__name__}")
     # File keys are checked first so that their errors name the file, then the overrides.
     errors: list[str] = []
-    _build(Config, raw, "", errors)
+    _build(cls, raw, "", errors)
     _raise(errors, str(path))
     where = f"{path} with --set {' '.join(overrides)}" if overrides else str(path)
-    raw = apply_overrides(raw, overrides)
-    run = raw.get("run")
-    if isinstance(run, dict) and run.get("name") is None:
-        run["name"] = path.stem
-    elif run is None:
-        raw["run"] = {"name": path.stem}
-    return config_from_dict(raw, where)
+    raw = apply_overrides(raw, overrides, cls)
+    if "run" in {f.name for f in dataclasses.fields(cls)}:  # the run is named after its file
+        run = raw.get("run")
+        if isinstance(run, dict) and run.get("name") is None:
+            run["name"] = path.stem
+        elif run is None:
+            raw["run"] = {"name": path.stem}
+    return config_from_dict(raw, where, cls)
 
 
 class _Dumper(yaml.SafeDumper):

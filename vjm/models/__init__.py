@@ -5,11 +5,12 @@ from .blocks import MambaBlock, MambaMLPBlock
 from .mamba import MambaMixer, expand_uni_state_dict
 from .patch_embed import PatchEmbed3D
 from .pos_embed import sincos_3d
+from .predictor import Predictor
 from .registry import build, list_models, register_model
 from .videomamba import VideoMamba
 from .vit import VisionTransformer
 
 __all__ = [
     "build", "list_models", "register_model", "VideoMamba", "VisionTransformer", "MambaMixer",
-    "MambaBlock", "MambaMLPBlock", "PatchEmbed3D", "sincos_3d", "expand_uni_state_dict",
+    "MambaBlock", "MambaMLPBlock", "Predictor", "PatchEmbed3D", "sincos_3d", "expand_uni_state_dict",
 ]

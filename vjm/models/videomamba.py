@@ -24,12 +24,12 @@ def column_order(grid: tuple[int, int, int], keep: torch.Tensor | None, batch: i
     return col_key[keep].argsort(dim=1)
 
 
-class VideoMamba(TokenEncoder):
-    def __init__(self, embed_dim: int = 192, depth: int = 24, block: str = "mamba", scan: str = "bi",
-                 merge: str = "mean", patch_size: int = 16, tubelet_size: int = 2, in_chans: int = 3,
-                 drop_path: float = 0.0, use_cls_token: bool = False, norm_eps: float = 1e-5,
-                 scan_backend: str = "auto", **block_kwargs):
-        super().__init__(embed_dim, patch_size, tubelet_size, in_chans, use_cls_token)
+class MambaStack(nn.Module):
+    """Blocks + final norm over embedded tokens: the body of VideoMamba and of its predictor."""
+
+    def __init__(self, embed_dim: int, depth: int, block: str = "mamba", scan: str = "bi", merge: str = "mean",
+                 drop_path: float = 0.0, norm_eps: float = 1e-5, scan_backend: str = "auto", **block_kwargs):
+        super().__init__()
         if block not in BLOCKS:
             raise ValueError(f"VideoMamba: block must be one of {sorted(BLOCKS)}, got {block!r}")
         self.depth, self.scan = depth, scan
@@ -56,6 +56,24 @@ class VideoMamba(TokenEncoder):
                 with torch.no_grad():
                     param /= math.sqrt(residuals_per_layer * self.depth)
 
+    def forward(self, tokens: torch.Tensor, col_order: torch.Tensor | None = None) -> torch.Tensor:
+        hidden, residual = tokens, None
+        for block in self.blocks:
+            hidden, residual = block(hidden, residual, col_order=col_order)
+        residual = residual + hidden
+        return self.norm(residual.to(self.norm.weight.dtype))
+
+
+class VideoMamba(TokenEncoder):
+    def __init__(self, embed_dim: int = 192, depth: int = 24, patch_size: int = 16, tubelet_size: int = 2,
+                 in_chans: int = 3, use_cls_token: bool = False, **stack_kwargs):
+        super().__init__(embed_dim, patch_size, tubelet_size, in_chans, use_cls_token)
+        self.stack = MambaStack(embed_dim, depth, **stack_kwargs)
+
+    @property
+    def scan(self) -> str:
+        return self.stack.scan
+
     def set_scan_backend(self, backend: str) -> None:
         for module in self.modules():
             if hasattr(module, "scan_backend"):
@@ -67,11 +85,7 @@ class VideoMamba(TokenEncoder):
             col_order = column_order(grid, keep, tokens.shape[0], tokens.device)
             if self.cls_token is not None:  # the cls token leads both orderings
                 col_order = torch.cat([col_order.new_zeros(col_order.shape[0], 1), col_order + 1], dim=1)
-        hidden, residual = tokens, None
-        for block in self.blocks:
-            hidden, residual = block(hidden, residual, col_order=col_order)
-        residual = residual + hidden
-        return self.norm(residual.to(self.norm.weight.dtype))
+        return self.stack(tokens, col_order)
 
 
 @register_model

@@ -12,11 +12,14 @@ from .encoder import TokenEncoder
 from .registry import register_model
 
 
-class VisionTransformer(TokenEncoder):
-    def __init__(self, embed_dim: int = 768, depth: int = 12, num_heads: int = 12, mlp_ratio: float = 4.0,
-                 patch_size: int = 16, tubelet_size: int = 2, in_chans: int = 3, drop_path: float = 0.0,
-                 use_cls_token: bool = False, qkv_bias: bool = True):
-        super().__init__(embed_dim, patch_size, tubelet_size, in_chans, use_cls_token)
+class AttentionStack(nn.Module):
+    """Pre-norm transformer blocks (timm, SDPA attention) + final LayerNorm over embedded tokens."""
+
+    def __init__(self, embed_dim: int, depth: int, num_heads: int, mlp_ratio: float = 4.0,
+                 drop_path: float = 0.0, qkv_bias: bool = True):
+        super().__init__()
+        if embed_dim % num_heads:
+            raise ValueError(f"attention width {embed_dim} is not divisible by num_heads {num_heads}")
         rates = [drop_path * i / max(depth - 1, 1) for i in range(depth)]  # stochastic depth grows with depth
         # timm's Block uses F.scaled_dot_product_attention (flash attention where available).
         self.blocks = nn.ModuleList(
@@ -34,10 +37,21 @@ class VisionTransformer(TokenEncoder):
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
 
-    def encode(self, tokens, grid, keep):
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         for block in self.blocks:
             tokens = block(tokens)
         return self.norm(tokens)
+
+
+class VisionTransformer(TokenEncoder):
+    def __init__(self, embed_dim: int = 768, depth: int = 12, num_heads: int = 12, mlp_ratio: float = 4.0,
+                 patch_size: int = 16, tubelet_size: int = 2, in_chans: int = 3, drop_path: float = 0.0,
+                 use_cls_token: bool = False, qkv_bias: bool = True):
+        super().__init__(embed_dim, patch_size, tubelet_size, in_chans, use_cls_token)
+        self.stack = AttentionStack(embed_dim, depth, num_heads, mlp_ratio, drop_path, qkv_bias)
+
+    def encode(self, tokens, grid, keep):
+        return self.stack(tokens)
 
 
 @register_model

@@ -2,8 +2,9 @@
 
 The recurrence h_t = exp(dt_t A) h_{t-1} + dt_t B_t u_t runs step by step, one fused
 multiply-add on a (batch, E, N) state per step; the decays, the inputs and the output
-contraction with C are batched over a chunk of steps. Under autograd each chunk is
-checkpointed: only the chunk-boundary states are kept, never a B x E x L x N tensor.
+contraction with C are batched over a chunk of steps. Under autograd a sequence longer than one
+chunk is checkpointed chunk by chunk: only the chunk-boundary states are kept, never a
+B x E x L x N tensor.
 """
 
 from __future__ import annotations
@@ -17,13 +18,16 @@ DEFAULT_CHUNK = 64
 
 def _scan_chunk(h, u, delta, A, B, C):
     """One chunk in the accumulation dtype. h: (b, e, n); u, delta: (b, e, k); A: (e, n); B, C: (b, n, k)."""
-    decay = torch.exp(delta.unsqueeze(-1) * A.unsqueeze(1))  # (b, e, k, n)
-    inputs = (delta * u).unsqueeze(-1) * B.transpose(1, 2).unsqueeze(1)  # dt_t B_t u_t
+    # Time-major (k, b, e, n) so that every step reads and writes contiguous memory.
+    delta_t = delta.permute(2, 0, 1).unsqueeze(-1)
+    decay = torch.exp(delta_t * A)
+    inputs = (delta_t * u.permute(2, 0, 1).unsqueeze(-1)) * B.permute(2, 0, 1).unsqueeze(2)  # dt_t B_t u_t
     states = []
-    for step in range(u.shape[-1]):
-        h = torch.addcmul(inputs[:, :, step], decay[:, :, step], h)
+    # unbind, not indexing: the backward of one index per step would zero-fill the whole chunk each time.
+    for decay_step, input_step in zip(decay.unbind(0), inputs.unbind(0)):
+        h = torch.addcmul(input_step, decay_step, h)
         states.append(h)
-    y = torch.einsum("bekn,bnk->bek", torch.stack(states, dim=2), C)
+    y = torch.einsum("kben,bnk->bek", torch.stack(states), C)
     return y, h
 
 
@@ -55,14 +59,15 @@ def selective_scan_torch(
 
     batch, dim, length = u.shape
     h = u32.new_zeros(batch, dim, A.shape[1])
-    needs_grad = torch.is_grad_enabled() and any(
+    # Checkpointing bounds memory on long sequences; a single chunk gains nothing from it.
+    checkpointed = length > chunk_size and torch.is_grad_enabled() and any(
         t.requires_grad for t in (u32, delta32, A32, B32, C32)
     )
     outputs = []
     for start in range(0, length, chunk_size):
         piece = slice(start, start + chunk_size)
         args = (h, u32[..., piece], delta32[..., piece], A32, B32[..., piece], C32[..., piece])
-        if needs_grad:
+        if checkpointed:
             y, h = checkpoint(_scan_chunk, *args, use_reentrant=False)
         else:
             y, h = _scan_chunk(*args)

@@ -1,0 +1,239 @@
+import csv
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from vjm.config import config_from_dict, load_config
+from vjm.models import Predictor, sincos_3d
+from vjm.objectives import build_objective
+from vjm.objectives.vjepa import VJEPA, variance_term
+from vjm.train.distributed import DistInfo
+from vjm.train.engine import NonFiniteLossError, Trainer
+from vjm.train.optim import Schedules, build_optimizer, decays
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny_config(tmp_path: Path, toy_root: Path, **sections) -> dict:
+    """A config small enough that a step takes a fraction of a second on the CPU."""
+    raw = {
+        "run": {"name": "tiny", "folder": str(tmp_path / "run"), "seed": 3},
+        "data": {"dataset": "toy", "toy_root": str(toy_root), "toy_num_train": 48, "toy_num_val": 8,
+                 "toy_frames": 8, "toy_size": 32, "frames_per_clip": 4, "frame_step": 2, "crop_size": 32,
+                 "batch_size": 4, "num_workers": 0, "pin_memory": False},
+        "model": {"name": "videomamba_tiny", "embed_dim": 32, "depth": 2},
+        "masks": [{"kind": "multiblock", "num_blocks": 2, "spatial_scale": [0.3, 0.3]},
+                  {"kind": "tube", "ratio": 0.5}],
+        "predictor": {"width": 16, "depth": 1},
+        "optim": {"lr": 1e-3, "start_lr": 1e-4, "warmup_steps": 2},
+        "train": {"epochs": 2, "steps_per_epoch": 5, "checkpoint_every": 3, "log_every": 1},
+    }
+    for section, values in sections.items():
+        raw.setdefault(section, {}).update(values)
+    return raw
+
+
+@pytest.fixture(scope="module")
+def toy_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("toy")
+
+
+def write_config(raw: dict, path: Path) -> Path:
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def read_losses(run_dir: Path) -> dict[int, float]:
+    with (run_dir / "log.csv").open() as f:
+        return {int(row["step"]): float(row["loss"]) for row in csv.DictReader(f)}
+
+
+# ----------------------------------------------------------------------------- pieces
+
+
+def test_schedules_warm_up_then_decay():
+    cfg = config_from_dict({"optim": {"lr": 1.0, "start_lr": 0.1, "final_lr": 0.01, "warmup_steps": 10,
+                                      "weight_decay": 0.04, "final_weight_decay": 0.4}}).optim
+    sched = Schedules(cfg, total_steps=110)
+    assert sched.lr(0) == pytest.approx(0.1)
+    assert sched.lr(5) == pytest.approx(0.55)
+    assert sched.lr(10) == pytest.approx(1.0)
+    assert sched.lr(60) == pytest.approx(0.505)  # half-way down the cosine
+    assert sched.lr(110) == pytest.approx(0.01)
+    assert sched.weight_decay(0) == pytest.approx(0.04) and sched.weight_decay(110) == pytest.approx(0.4)
+    assert sched.weight_decay(55) == pytest.approx(0.22)
+
+
+def test_no_weight_decay_on_biases_norms_ssm_parameters_and_tokens(tmp_path):
+    objective = build_objective(config_from_dict(tiny_config(tmp_path, tmp_path)))
+    names = {n: decays(n, p) for n, p in objective.named_parameters() if p.requires_grad}
+    assert names["predictor.mask_tokens"] is False
+    assert names["encoder.stack.blocks.0.mixer.directions.0.A_log"] is False
+    assert names["encoder.stack.blocks.0.mixer.directions.0.D"] is False
+    assert names["encoder.stack.blocks.0.norm.weight"] is False
+    assert names["encoder.stack.blocks.0.mixer.directions.0.dt_proj.bias"] is False
+    assert names["encoder.stack.blocks.0.mixer.in_proj.weight"] is True
+    assert names["encoder.patch_embed.proj.weight"] is True
+    assert not any(n.startswith("target_encoder") for n in names)  # the EMA copy is not optimised
+    optimizer = build_optimizer(objective, config_from_dict({}).optim)
+    decay, no_decay = optimizer.param_groups
+    assert decay["decay"] and not no_decay["decay"] and no_decay["weight_decay"] == 0.0
+
+
+def test_ema_moves_the_target_towards_the_encoder():
+    encoder = torch.nn.Linear(3, 3)
+    objective = VJEPA(encoder, torch.nn.Identity(), ema_momentum=(0.9, 1.0))
+    with torch.no_grad():
+        encoder.weight.add_(1.0)
+    before = objective.target_encoder.weight.clone()
+    metrics = objective.after_optimizer_step(progress=0.0)
+    assert metrics["ema"] == pytest.approx(0.9)
+    torch.testing.assert_close(objective.target_encoder.weight, 0.9 * before + 0.1 * encoder.weight)
+    assert objective.after_optimizer_step(progress=1.0)["ema"] == 1.0
+    assert not any(p.requires_grad for p in objective.target_encoder.parameters())
+
+
+def test_predictor_merges_context_and_targets_in_raster_order():
+    grid = (1, 2, 3)
+    predictor = Predictor(embed_dim=8, width=6, depth=1, kind="attention", num_heads=2, num_mask_tokens=2)
+    seen = []
+    predictor.body = type("Recorder", (torch.nn.Module,), {"forward": lambda self, x: seen.append(x) or x})()
+    with torch.no_grad():
+        predictor.embed.weight.zero_(), predictor.embed.bias.zero_(), predictor.mask_tokens.zero_()
+    context_idx, target_idx = torch.tensor([[1, 4]]), torch.tensor([[5, 0, 2]])
+    predictor(torch.randn(1, 2, 8), context_idx, target_idx, grid, mask_index=1)
+    pos = sincos_3d(6, grid)
+    # Tokens 0, 1, 2, 4, 5 in that order (3 is neither context nor target and is left out).
+    torch.testing.assert_close(seen[0][0], pos[[0, 1, 2, 4, 5]])
+
+
+def test_predictor_outputs_follow_target_order():
+    torch.manual_seed(0)
+    predictor = Predictor(embed_dim=8, width=8, depth=1, kind="mamba", num_mask_tokens=1).eval()
+    context, context_idx = torch.randn(1, 2, 8), torch.tensor([[1, 4]])
+    with torch.no_grad():
+        a = predictor(context, context_idx, torch.tensor([[0, 2, 5]]), (1, 2, 3))
+        b = predictor(context, context_idx, torch.tensor([[5, 0, 2]]), (1, 2, 3))
+    torch.testing.assert_close(b, a[:, [2, 0, 1]])
+    with pytest.raises(IndexError, match="mask_index 1"):
+        predictor(context, context_idx, torch.tensor([[0]]), (1, 2, 3), mask_index=1)
+
+
+def test_vjepa_loss_is_l1_to_layernormed_targets_averaged_over_masks():
+    torch.manual_seed(0)
+    from vjm.models import build
+
+    encoder = build("vit_tiny", embed_dim=8, depth=1, num_heads=2)
+    predictor = Predictor(8, width=8, depth=1, kind="attention", num_heads=2, num_mask_tokens=2)
+    objective = VJEPA(encoder, predictor, var_weight=0.5)
+    clip = torch.randn(2, 3, 2, 32, 32)
+    masks = [(torch.tensor([[0, 1], [0, 2]]), torch.tensor([[2, 3], [1, 3]])),
+             (torch.tensor([[3], [1]]), torch.tensor([[0, 1], [0, 2]]))]
+    loss, metrics = objective({"clip": clip, "masks": masks})
+    with torch.no_grad():
+        full = torch.nn.functional.layer_norm(objective.target_encoder(clip), (8,))
+    expected_l1, expected_var = [], []
+    for i, (ctx, tgt) in enumerate(masks):
+        pred = predictor(encoder(clip, keep=ctx), ctx, tgt, (1, 2, 2), i)
+        target = torch.stack([full[b, tgt[b]] for b in range(2)])
+        expected_l1.append((pred - target).abs().mean())
+        expected_var.append(torch.sqrt(pred.var(dim=-1) + 1e-4).mean())
+    expected = torch.stack(expected_l1).mean() + 0.5 * torch.stack(expected_var).mean()
+    torch.testing.assert_close(loss, expected)
+    assert set(metrics) == {"loss", "l1", "var", "l1_mask0", "l1_mask1"}
+
+
+def test_variance_forms():
+    z = torch.tensor([[[1.0, 3.0], [2.0, 2.0]]])  # one sample, two tokens, two features
+    assert variance_term(z, "sqrt").item() == pytest.approx((math.sqrt(2 + 1e-4) + math.sqrt(1e-4)) / 2)
+    # hinge: per-feature std over tokens: features (1, 2) and (3, 2) both have var 0.5.
+    assert variance_term(z, "hinge").item() == pytest.approx(1 - math.sqrt(0.5 + 1e-4))
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+def test_training_writes_checkpoint_csv_and_tensorboard(tmp_path, toy_root):
+    cfg = config_from_dict(tiny_config(tmp_path, toy_root))
+    result = Trainer(cfg, DistInfo()).fit()
+    run = cfg.run_dir
+    assert (run / "latest.pt").is_file() and (run / "config.yaml").is_file()
+    assert load_config(run / "config.yaml") == cfg
+    assert sorted(read_losses(run)) == list(range(1, 11))
+    assert list((run / "tb").glob("events.out.tfevents.*"))
+    assert math.isfinite(result["loss"]) and result["skipped_files"] == 0
+    state = torch.load(run / "latest.pt", weights_only=True)
+    assert state["step"] == 10 and set(state["models"]) == {"encoder", "target_encoder", "predictor"}
+
+
+def test_nonfinite_losses_skip_steps_then_stop_the_run(tmp_path, toy_root, monkeypatch):
+    cfg = config_from_dict(tiny_config(tmp_path, toy_root, train={"max_nonfinite": 3}))
+    trainer = Trainer(cfg, DistInfo())
+    real_forward = trainer.objective.forward
+    calls = {"n": 0}
+
+    def flaky(batch):
+        calls["n"] += 1
+        loss, metrics = real_forward(batch)
+        return (loss * float("nan") if calls["n"] in (2, 5, 6, 7) else loss), metrics
+
+    monkeypatch.setattr(trainer.objective, "forward", flaky)
+    with pytest.raises(NonFiniteLossError, match=r"3 non-finite losses in a row at step 3.*Last good checkpoint: .*step 3"):
+        trainer.fit()
+    assert trainer.step == 3  # call 2 was skipped; calls 3, 4 made steps 2 and 3
+
+
+def run_launcher(config: Path, *extra: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "launch.local", "--fname", str(config), *extra],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+@pytest.mark.slow
+def test_sigkill_then_restart_resumes_exactly(tmp_path, toy_root):
+    """Killed with SIGKILL and started again with the same command, the run continues from its
+    last checkpoint and the following losses equal those of an uninterrupted run."""
+    reference = tiny_config(tmp_path / "a", toy_root, data={"num_workers": 1})
+    Trainer(config_from_dict(reference), DistInfo()).fit()
+    expected = read_losses(Path(reference["run"]["folder"]))
+
+    raw = tiny_config(tmp_path / "b", toy_root, data={"num_workers": 1})
+    config = write_config(raw, tmp_path / "b.yaml")
+    run_dir = Path(raw["run"]["folder"])
+    proc = run_launcher(config, "--devices", "cpu")
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:  # kill right after the step-3 checkpoint
+        if (run_dir / "latest.pt").exists() and (run_dir / "log.csv").exists() and max(read_losses(run_dir)) >= 4:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, f"the run ended before it could be killed:\n{proc.stdout.read()}"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert torch.load(run_dir / "latest.pt", weights_only=True)["step"] in (3, 6)
+
+    out, _ = run_launcher(config, "--devices", "cpu").communicate(timeout=300)
+    assert "resumed from" in out, out
+    resumed = read_losses(run_dir)
+    assert sorted(resumed) == list(range(1, 11))
+    assert resumed == expected  # bit-identical losses, before and after the kill
+
+
+@pytest.mark.slow
+def test_two_process_gloo_ddp(tmp_path, toy_root):
+    raw = tiny_config(tmp_path, toy_root, train={"epochs": 1, "steps_per_epoch": 3})
+    config = write_config(raw, tmp_path / "ddp.yaml")
+    out, _ = run_launcher(config, "--devices", "cpu", "cpu").communicate(timeout=300)
+    run_dir = Path(raw["run"]["folder"])
+    assert (run_dir / "latest.pt").is_file(), out
+    state = torch.load(run_dir / "latest.pt", weights_only=True)
+    assert state["data"]["world_size"] == 2 and len(state["rng"]) == 2 and state["step"] == 3
+    assert "on 2 process(es)" in out
+    assert sorted(read_losses(run_dir)) == [1, 2, 3]

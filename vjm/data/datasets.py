@@ -1,0 +1,160 @@
+"""Video and image datasets that return clips and never crash on a bad file.
+
+An item is a dict::
+
+    {"clips": float [K, C, T, H, W],  # K = num_clips (training) or num_segments * num_views
+     "label": int,                    # (evaluation, segment-major); images have T = 1
+     "index": int,                    # dataset index of the sample actually returned
+     "num_skipped": int}              # bad files skipped to produce this item
+
+A missing, empty, truncated or undecodable file (or, with ``short_video="skip"``, a too-short
+video) is logged with its path, replaced by another sample and counted in ``num_skipped``, which
+travels through DataLoader workers so the trainer can log the totals.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .clip_sampling import ClipSampler, ShortVideoError
+from .decoders import DecodeError, check_decoder, open_video, read_image
+from .samplers import SampleKey
+from .sources import Sample, SampleTable, Source, sample_weights
+from .transforms import ClipTransform
+
+logger = logging.getLogger(__name__)
+
+
+class ClipDataset(Dataset):
+    """Shared by video and image datasets: indexing, per-sample seeding, skipping bad files."""
+
+    def __init__(
+        self,
+        sources: Sequence[Source],
+        transform: ClipTransform,
+        weights: Sequence[float] | None = None,
+        max_retries: int = 20,
+    ):
+        self.source_names = [source.name for source in sources]
+        self.samples = SampleTable([s for source in sources for s in source.samples])
+        if not len(self.samples):
+            raise ValueError("The dataset has no samples.")
+        self.sample_weights = sample_weights(sources, weights)  # float64 [N] or None
+        self.transform = transform
+        if max_retries < 0:
+            raise ValueError(f"max_retries must be >= 0, got {max_retries}.")
+        self.max_retries = max_retries
+        self._bad: dict[int, str] = {}  # index -> reason, per process (each worker has its own)
+        self.num_skipped = 0  # in this process
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.samples.labels
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.labels.max()) + 1
+
+    def load(self, sample: Sample) -> torch.Tensor:
+        """The clips ``[K, C, T, H, W]`` of one sample; raises DecodeError / ShortVideoError."""
+        raise NotImplementedError
+
+    def __getitem__(self, key: int | SampleKey) -> dict:
+        if isinstance(key, SampleKey):
+            # Seeded per sample (see samplers.py); fork_rng leaves the worker's own stream alone.
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(key.seed)
+                return self._get(key.index)
+        return self._get(int(key))
+
+    def _get(self, index: int) -> dict:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} is out of range for a dataset of {len(self)} samples")
+        index %= len(self)
+        failed: list[int] = []
+        for _ in range(self.max_retries + 1):
+            sample = self.samples[index]
+            # A file that failed before in this process fails again: skip it without reading it.
+            if index not in self._bad:
+                try:
+                    clips = self.load(sample)
+                    return {"clips": clips, "label": sample.label, "index": index, "num_skipped": len(failed)}
+                except (DecodeError, ShortVideoError) as e:
+                    self._report(index, sample, e)
+            failed.append(index)
+            self.num_skipped += 1
+            index = self._replacement(exclude=set(failed))
+        last = failed[-1]
+        raise RuntimeError(
+            f"{len(failed)} samples in a row could not be read (the last: {self.samples[last].path!r}: "
+            f"{self._bad[last]}). The data is mostly unreadable; check the paths and files."
+        )
+
+    def _report(self, index: int, sample: Sample, error: Exception) -> None:
+        reason = error.reason if isinstance(error, DecodeError) else str(error)
+        self._bad[index] = reason
+        log = logger.info if isinstance(error, ShortVideoError) else logger.warning
+        log(
+            "Skipping %s (%s); replacing it with another sample (%d skipped so far in this process)",
+            sample.path, reason, self.num_skipped + 1,
+        )
+
+    def _replacement(self, exclude: set[int]) -> int:
+        # Drawn from the per-sample seeded RNG, so the replacement (and the whole item) depends
+        # only on the sample key; a draw hitting an index that already failed for this item is redrawn.
+        for _ in range(10):
+            if self.sample_weights is not None:
+                index = int(torch.multinomial(torch.from_numpy(self.sample_weights), 1))
+            else:
+                index = int(torch.randint(len(self), ()))
+            if index not in exclude:
+                break
+        return index
+
+
+class VideoDataset(ClipDataset):
+    """Clips of videos from file lists and/or class folders, decoded with PyAV or decord."""
+
+    def __init__(
+        self,
+        sources: Sequence[Source],
+        transform: ClipTransform,
+        clip_sampler: ClipSampler,
+        decoder: str = "pyav",
+        decoder_threads: int = 1,
+        weights: Sequence[float] | None = None,
+        max_retries: int = 20,
+    ):
+        super().__init__(sources, transform, weights, max_retries)
+        check_decoder(decoder)
+        self.clip_sampler = clip_sampler
+        self.decoder = decoder
+        self.decoder_threads = decoder_threads
+
+    def load(self, sample: Sample) -> torch.Tensor:
+        with open_video(sample.path, self.decoder, self.decoder_threads) as video:
+            try:
+                indices = self.clip_sampler(video.num_frames, video.fps)
+            except ShortVideoError:
+                raise
+            except ValueError as e:
+                raise DecodeError(sample.path, str(e)) from e
+            frames = video.get_frames(indices.reshape(-1).tolist())
+        frames = frames.reshape(*indices.shape, *frames.shape[1:])  # [clips, T, H, W, 3]
+        # Each clip gets its own crop; its views stay together (segment-major).
+        return torch.cat([self.transform(clip_frames) for clip_frames in frames])
+
+
+class ImageDataset(ClipDataset):
+    """Images from an ImageFolder tree or a file list, each returned as a one-frame clip."""
+
+    def load(self, sample: Sample) -> torch.Tensor:
+        return self.transform(read_image(sample.path))

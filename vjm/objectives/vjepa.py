@@ -1,0 +1,88 @@
+"""V-JEPA with VideoMamba: predict the EMA target encoder's features of masked tokens.
+
+For each mask kind, the context encoder sees only the context tokens, the predictor fills in
+the target positions, and the loss compares those predictions with the target encoder's
+features of the full clip (layer-normalised, no gradient). Losses are averaged over mask kinds.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from vjm.models.encoder import gather_tokens
+
+VAR_EPS = 1e-4
+
+
+def variance_term(pred: torch.Tensor, form: str) -> torch.Tensor:
+    """pred: (B, K, D).
+
+    sqrt:  the VideoMamba-JEPA paper's R: mean over predicted tokens of sqrt(Var(z) + eps), the
+           variance taken over each token's features.
+    hinge: V-JEPA's code: mean of relu(1 - std), the std of each feature over a sample's tokens.
+    """
+    pred = pred.float()
+    if form == "sqrt":
+        return torch.sqrt(pred.var(dim=-1) + VAR_EPS).mean()
+    if form == "hinge":
+        return F.relu(1.0 - torch.sqrt(pred.var(dim=1) + VAR_EPS)).mean()
+    raise ValueError(f"variance form must be 'sqrt' or 'hinge', got {form!r}")
+
+
+class VJEPA(nn.Module):
+    def __init__(self, encoder: nn.Module, predictor: nn.Module, loss: str = "l1", var_weight: float = 0.0,
+                 var_form: str = "sqrt", target_layernorm: bool = True,
+                 ema_momentum: tuple[float, float] = (0.998, 1.0)):
+        super().__init__()
+        if loss not in ("l1", "l2"):
+            raise ValueError(f"VJEPA: loss must be 'l1' or 'l2', got {loss!r}")
+        self.encoder = encoder
+        self.target_encoder = copy.deepcopy(encoder).requires_grad_(False)
+        self.predictor = predictor
+        self.loss, self.var_weight, self.var_form = loss, var_weight, var_form
+        self.target_layernorm, self.ema_momentum = target_layernorm, ema_momentum
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.target_encoder.eval()  # no drop path in the teacher
+        return self
+
+    @torch.no_grad()
+    def targets(self, clip: torch.Tensor) -> torch.Tensor:
+        features = self.target_encoder(clip)
+        if self.target_layernorm:
+            features = F.layer_norm(features, features.shape[-1:])
+        return features
+
+    def forward(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        clip, masks = batch["clip"], batch["masks"]
+        grid = self.encoder.patch_embed.grid(clip.shape)
+        targets = self.targets(clip)
+        distances, variances = [], []
+        for mask_index, (context_idx, target_idx) in enumerate(masks):
+            context = self.encoder(clip, keep=context_idx)
+            pred = self.predictor(context, context_idx, target_idx, grid, mask_index)
+            diff = pred.float() - gather_tokens(targets, target_idx).float()
+            distances.append(diff.abs().mean() if self.loss == "l1" else diff.square().mean())
+            variances.append(variance_term(pred, self.var_form))
+        distance = torch.stack(distances).mean()
+        variance = torch.stack(variances).mean()
+        loss = distance + self.var_weight * variance
+        metrics = {"loss": loss.detach(), f"{self.loss}": distance.detach(), "var": variance.detach()}
+        for mask_index, value in enumerate(distances):
+            metrics[f"{self.loss}_mask{mask_index}"] = value.detach()
+        return loss, metrics
+
+    @torch.no_grad()
+    def after_optimizer_step(self, progress: float) -> dict[str, float]:
+        """EMA of the context encoder into the target encoder; momentum linear in progress."""
+        start, end = self.ema_momentum
+        momentum = start + (end - start) * min(max(progress, 0.0), 1.0)
+        target = list(self.target_encoder.parameters())
+        online = [p.detach() for p in self.encoder.parameters()]
+        torch._foreach_lerp_(target, online, 1.0 - momentum)
+        return {"ema": momentum}

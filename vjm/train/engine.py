@@ -1,0 +1,323 @@
+"""The pre-training loop. It runs any objective: `objective(batch) -> (loss, metrics)`.
+
+    train(cfg, dist) builds data, masks and the objective from the config, resumes from
+    <run_dir>/latest.pt when it exists, and trains with AdamW, warmup + cosine schedules, bf16
+    autocast on CUDA, gradient accumulation and clipping, DDP when there are several processes.
+    Non-finite losses skip the step; too many in a row stop the run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as torch_dist
+from torch.nn.parallel import DistributedDataParallel
+
+from vjm.config import Config, save_config
+from vjm.masks import MaskCollator, build_mask_generators, token_grid
+from vjm.objectives import build_objective
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .distributed import DistInfo, all_reduce_mean
+from .optim import Schedules, build_optimizer
+from .run_log import RunLog
+
+logger = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+# ----------------------------------------------------------------------------- building
+
+
+def build_training_data(cfg: Config, dist: DistInfo):
+    """Dataset, loader and mask collator of the config, for this process's share."""
+    from vjm.data import build_dataset, build_loader
+
+    data = cfg.data
+    if data.dataset == "toy":
+        from vjm.data.toy import ensure_toy_dataset
+
+        lists = ensure_toy_dataset(data.toy_root, num_train=data.toy_num_train, num_val=data.toy_num_val,
+                                   frames=data.toy_frames, size=data.toy_size, seed=cfg.run.seed)
+        kind, paths, weights = "video", [lists["train"][data.toy_task]], None
+    else:
+        kind, paths, weights = data.dataset, data.train, data.weights
+    dataset = build_dataset(
+        kind=kind, paths=paths, weights=weights, frames_per_clip=data.frames_per_clip,
+        frame_step=data.frame_step, fps=data.fps, num_clips=data.num_clips, crop_size=data.crop_size,
+        training=True, decoder=data.decoder, short_video=data.short_video,
+        random_resize_scale=data.random_resize_scale, random_resize_aspect=data.random_resize_aspect,
+        hflip=data.hflip, randaugment=data.randaugment, random_erasing=data.random_erasing,
+    )
+    grid = token_grid(data.frames_per_clip, data.crop_size, cfg.model.patch_size, cfg.model.tubelet_size)
+    collator = MaskCollator(build_mask_generators(cfg.masks, grid), seed=cfg.run.seed)
+    loader = build_loader(dataset, data.batch_size, data.num_workers, dist.rank, dist.world_size,
+                          cfg.run.seed, collate_fn=collator, pin_memory=data.pin_memory and dist.device.type == "cuda")
+    return loader, collator
+
+
+def autocast_dtype(cfg: Config, device: torch.device) -> torch.dtype | None:
+    choice = cfg.train.dtype
+    if choice == "auto":
+        choice = "bf16" if device.type == "cuda" else "fp32"
+    return torch.bfloat16 if choice == "bf16" else None
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    moved = dict(batch)
+    moved["clip"] = batch["clip"].to(device, non_blocking=True)
+    moved["masks"] = [(c.to(device, non_blocking=True), t.to(device, non_blocking=True)) for c, t in batch["masks"]]
+    return moved
+
+
+# ----------------------------------------------------------------------------- state
+
+
+def rng_state() -> dict[str, Any]:
+    numpy_state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "python": random.getstate(),
+        "numpy": [numpy_state[0], torch.from_numpy(numpy_state[1].astype(np.int64)), *numpy_state[2:]],
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    random.setstate(tuple(v if not isinstance(v, list) else tuple(v) for v in state["python"]))
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
+
+
+def gather_rng_states(dist: DistInfo) -> list[dict[str, Any]]:
+    """Every rank's RNG state, so that a resume restores each process exactly."""
+    local = rng_state()
+    if not dist.distributed:
+        return [local]
+    states: list[Any] = [None] * dist.world_size
+    torch_dist.all_gather_object(states, local)
+    return states
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+class Trainer:
+    def __init__(self, cfg: Config, dist: DistInfo):
+        self.cfg, self.dist, self.device = cfg, dist, dist.device
+        self.run_dir = cfg.run_dir
+        self.latest = self.run_dir / "latest.pt"
+        if dist.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, self.run_dir / "config.yaml")
+
+        seed_everything(cfg.run.seed)  # identical initial weights on every rank
+        self.objective = build_objective(cfg).to(self.device)
+        self.optimizer = build_optimizer(self.objective, cfg.optim)
+        self.model = self.objective
+        if dist.distributed:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.model = DistributedDataParallel(self.objective, device_ids=ids)
+        seed_everything(cfg.run.seed + dist.rank)  # then each rank its own randomness
+
+        self.loader, self.collator = build_training_data(cfg, dist)
+        self.accum = cfg.optim.accum_steps
+        available = self.loader.sampler.num_batches() // self.accum
+        if available < 1:
+            raise ValueError(
+                f"data.batch_size {cfg.data.batch_size} x optim.accum_steps {self.accum} needs more samples than "
+                f"this rank's share of the dataset ({len(self.loader.dataset)} samples, {dist.world_size} processes)"
+            )
+        self.steps_per_epoch = cfg.train.steps_per_epoch or available
+        if self.steps_per_epoch > available:
+            raise ValueError(
+                f"train.steps_per_epoch={self.steps_per_epoch} but an epoch has only {available} steps of "
+                f"{self.accum} x {cfg.data.batch_size} clips on each of {dist.world_size} processes; lower it or omit it"
+            )
+        self.total_steps = cfg.train.epochs * self.steps_per_epoch
+        self.schedules = Schedules(cfg.optim, self.total_steps)
+        self.amp_dtype = autocast_dtype(cfg, self.device)
+        self.step = 0
+        self.saved_step: int | None = None  # step of the last checkpoint written or resumed from
+        self.nonfinite_in_row = 0
+        self.skipped_files = 0
+
+    # -- checkpoints
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "config": self.cfg.to_dict(),
+            "step": self.step,
+            "epoch": self.step // self.steps_per_epoch,
+            "models": {name: module.state_dict() for name, module in self.objective.named_children()},
+            "optimizer": self.optimizer.state_dict(),
+            "rng": gather_rng_states(self.dist),
+            "masks": self.collator.state_dict(),
+            "data": {"steps_per_epoch": self.steps_per_epoch, "accum_steps": self.accum,
+                     "world_size": self.dist.world_size, "skipped_files": self.skipped_files},
+        }
+
+    def save(self) -> None:
+        state = self.state()  # every rank joins the RNG gather
+        self.saved_step = self.step
+        if not self.dist.is_main:
+            return
+        save_checkpoint(state, self.latest)
+        keep = self.cfg.train.keep_every
+        if keep and self.step % keep == 0:
+            shutil.copyfile(self.latest, self.run_dir / f"step{self.step:08d}.pt")
+        logger.info("checkpoint: step %d -> %s", self.step, self.latest)
+
+    def resume(self) -> bool:
+        if not self.latest.exists():
+            return False
+        state = load_checkpoint(self.latest, map_location=self.device)
+        data = state["data"]
+        if (data["steps_per_epoch"], data["accum_steps"]) != (self.steps_per_epoch, self.accum):
+            raise ValueError(
+                f"{self.latest} was written with {data['steps_per_epoch']} steps per epoch and accum_steps "
+                f"{data['accum_steps']}; this run has {self.steps_per_epoch} and {self.accum}. Resume with the "
+                "same data and batch settings, or start a new run folder"
+            )
+        for name, module in self.objective.named_children():
+            module.load_state_dict(state["models"][name])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.collator.load_state_dict(state["masks"])
+        self.step = self.saved_step = state["step"]
+        self.skipped_files = data.get("skipped_files", 0)
+        rngs = state["rng"]
+        if len(rngs) == self.dist.world_size:
+            set_rng_state(rngs[self.dist.rank])
+        else:
+            logger.warning("resuming on %d processes from a run on %d: random streams restart",
+                           self.dist.world_size, len(rngs))
+        logger.info("resumed from %s at step %d (epoch %d)", self.latest, self.step, state["epoch"])
+        return True
+
+    # -- one optimiser step
+
+    def micro_batches(self, epoch: int):
+        sampler = self.loader.sampler
+        sampler.set_epoch(epoch)
+        sampler.set_start((self.step - epoch * self.steps_per_epoch) * self.accum)
+        self.collator.set_epoch(epoch)
+        return iter(self.loader)
+
+    def optimizer_step(self, batches) -> dict[str, float] | None:
+        """Forward/backward over accum micro-batches, then one update. None when skipped."""
+        lr, wd = self.schedules.apply(self.optimizer, self.step)
+        sums: dict[str, float] = {}
+        for k in range(self.accum):
+            batch = next(batches)
+            self.skipped_files += int(batch["num_skipped"])
+            batch = to_device(batch, self.device)
+            last = k == self.accum - 1
+            sync = contextlib.nullcontext() if last or not self.dist.distributed else self.model.no_sync()
+            with sync, torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
+                                      enabled=self.amp_dtype is not None):
+                loss, metrics = self.model(batch)
+                finite = torch.isfinite(loss.detach()).float()
+                if self.dist.distributed:  # every rank must take the same branch
+                    torch_dist.all_reduce(finite, op=torch_dist.ReduceOp.MIN)
+                if finite.item() == 0:
+                    self.optimizer.zero_grad(set_to_none=True)
+                    self._count_nonfinite(loss)
+                    return None
+                (loss / self.accum).backward()
+            for key, value in metrics.items():
+                sums[key] = sums.get(key, 0.0) + float(value) / self.accum
+        self.nonfinite_in_row = 0
+        params = [p for p in self.objective.parameters() if p.requires_grad]
+        clip = self.cfg.optim.clip_grad
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, clip if clip > 0 else float("inf"))
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        hook = getattr(self.objective, "after_optimizer_step", None)
+        extra = hook(self.step / self.total_steps) if hook else {}
+        return {**sums, "grad_norm": float(grad_norm), "lr": lr, "wd": wd, **extra}
+
+    def _count_nonfinite(self, loss: torch.Tensor) -> None:
+        self.nonfinite_in_row += 1
+        logger.warning("non-finite loss (%s) at step %d: step skipped (%d in a row)",
+                       loss.item(), self.step, self.nonfinite_in_row)
+        if self.nonfinite_in_row >= self.cfg.train.max_nonfinite:
+            last = f"{self.latest} (step {self.saved_step})" if self.saved_step is not None else "none written yet"
+            raise NonFiniteLossError(
+                f"{self.nonfinite_in_row} non-finite losses in a row at step {self.step}; stopping. "
+                f"Last good checkpoint: {last}. Lower optim.lr or raise optim.warmup_steps, then resume"
+            )
+
+    # -- the run
+
+    def fit(self) -> dict[str, float]:
+        self.resume()
+        cfg = self.cfg
+        run_log = RunLog(self.run_dir, self.total_steps, self.step, self.dist.is_main, cfg.train.tensorboard)
+        clips_per_step = cfg.data.batch_size * cfg.data.num_clips * self.accum * self.dist.world_size
+        logger.info("training %s for %d steps (%d epochs x %d) on %d process(es), %s, %s",
+                    cfg.objective.name, self.total_steps, cfg.train.epochs, self.steps_per_epoch,
+                    self.dist.world_size, self.device, self.amp_dtype or torch.float32)
+        self.model.train()
+        window: dict[str, list[float]] = {}
+        last: dict[str, float] = {}
+        try:
+            while self.step < self.total_steps:
+                epoch = self.step // self.steps_per_epoch
+                batches = self.micro_batches(epoch)
+                while self.step < (epoch + 1) * self.steps_per_epoch:
+                    metrics = self.optimizer_step(batches)
+                    if metrics is None:
+                        continue
+                    for key, value in metrics.items():
+                        window.setdefault(key, []).append(value)
+                    if self.step % cfg.train.log_every == 0 or self.step == self.total_steps:
+                        last = self._log(run_log, window, epoch, clips_per_step)
+                        window = {}
+                    if self.step % cfg.train.checkpoint_every == 0:
+                        self.save()
+                del batches
+                if self.step % cfg.train.checkpoint_every != 0:
+                    self.save()  # end of epoch
+        finally:
+            run_log.close()
+        return last
+
+    def _log(self, run_log: RunLog, window: dict[str, list[float]], epoch: int, clips_per_step: int):
+        means = {key: float(np.mean(values)) for key, values in window.items()}
+        means = {key: all_reduce_mean(value) if key not in ("lr", "wd", "ema") else value
+                 for key, value in means.items()}
+        skipped = self.skipped_files
+        if self.dist.distributed:
+            total = torch.tensor(float(skipped), device=self.device)
+            torch_dist.all_reduce(total)
+            skipped = int(total.item())
+        means["skipped_files"] = skipped
+        run_log.write(self.step, epoch, means)
+        if self.dist.is_main:
+            logger.info(run_log.progress_line(self.step, epoch, self.cfg.train.epochs, means, clips_per_step))
+        return means
+
+
+def train(cfg: Config, dist: DistInfo) -> dict[str, float]:
+    """Pre-train as `cfg` says; resumes from <run_dir>/latest.pt when it exists."""
+    return Trainer(cfg, dist).fit()
