@@ -191,6 +191,23 @@ def test_nonfinite_losses_skip_steps_then_stop_the_run(tmp_path, toy_root, monke
     assert trainer.step == 3  # call 2 was skipped; calls 3, 4 made steps 2 and 3
 
 
+def test_a_skipped_step_that_exhausts_the_epoch_does_not_end_the_run(tmp_path, toy_root, monkeypatch):
+    cfg = config_from_dict(tiny_config(tmp_path, toy_root, train={"epochs": 1, "steps_per_epoch": 12}))
+    trainer = Trainer(cfg, DistInfo())
+    assert trainer.loader.sampler.num_batches() == 12  # every batch of the epoch is needed
+    real_forward = trainer.objective.forward
+    calls = {"n": 0}
+
+    def one_nan(batch):
+        calls["n"] += 1
+        loss, metrics = real_forward(batch)
+        return (loss * float("nan") if calls["n"] == 4 else loss), metrics
+
+    monkeypatch.setattr(trainer.objective, "forward", one_nan)
+    trainer.fit()
+    assert trainer.step == 12 and calls["n"] == 13
+
+
 def run_launcher(config: Path, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     return subprocess.Popen([sys.executable, "-m", "launch.local", "--fname", str(config), *extra],
@@ -237,3 +254,12 @@ def test_two_process_gloo_ddp(tmp_path, toy_root):
     assert state["data"]["world_size"] == 2 and len(state["rng"]) == 2 and state["step"] == 3
     assert "on 2 process(es)" in out
     assert sorted(read_losses(run_dir)) == [1, 2, 3]
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("vjepa_*.yaml")), ids=lambda p: p.name)
+def test_shipped_pretraining_configs_load_and_build(path):
+    cfg = load_config(path)
+    from vjm.masks import build_mask_generators, token_grid
+
+    grid = token_grid(cfg.data.frames_per_clip, cfg.data.crop_size, cfg.model.patch_size, cfg.model.tubelet_size)
+    assert len(build_mask_generators(cfg.masks, grid)) == len(cfg.masks)

@@ -285,7 +285,12 @@ class Trainer:
                 epoch = self.step // self.steps_per_epoch
                 batches = self.micro_batches(epoch)
                 while self.step < (epoch + 1) * self.steps_per_epoch:
-                    metrics = self.optimizer_step(batches)
+                    try:
+                        metrics = self.optimizer_step(batches)
+                    except StopIteration:
+                        # Skipped steps used up this epoch's batches: reopen it where the step count stands.
+                        self.optimizer.zero_grad(set_to_none=True)
+                        break
                     if metrics is None:
                         continue
                     for key, value in metrics.items():
