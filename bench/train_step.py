@@ -61,7 +61,7 @@ def measure(cfg, batch_size: int, steps: int, warmup: int, device: torch.device)
     elapsed = time.perf_counter() - start
     peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
     return {"steps_per_s": steps / elapsed, "clips_per_s": steps * batch_size / elapsed, "peak_gib": peak,
-            "loss": float(loss)}
+            "loss": float(loss.detach())}
 
 
 def main() -> None:
