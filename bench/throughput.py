@@ -1,0 +1,424 @@
+"""Training throughput of VideoMamba against ViT and against mamba_ssm's own Mamba modules.
+
+    python -m bench.throughput                          # one GPU: 8/16/32/64 frames at 224^2, bf16
+    python -m bench.throughput --device cpu --frames 2 --size 32 --batch 2 --steps 2 --depth 2
+
+Two markdown tables, each row timed the same way (warmup steps, then timed steps between CUDA
+syncs, peak memory of the timed steps), on random clips:
+
+  (a) encoder forward+backward on full clips (every token of every clip; no optimizer step):
+      vjm VideoMamba per scan backend, ViT of the same size (timm blocks, SDPA attention), and
+      the same VideoMamba built from mamba_ssm's `Mamba` modules (two per layer: forward and
+      flipped sequence, averaged), with the same patch embedding, positions and RMSNorms;
+  (b) the full V-JEPA training step of --fname (target encoder, context encoder and predictor
+      per mask, AdamW, EMA), for vjm VideoMamba per scan backend and for ViT; the predictor is
+      the config's in both.
+
+Ratios divide a VideoMamba row's clips/s by the reference row's at the same frames. The batch
+shrinks as frames grow so that tokens per batch stay constant. A row that does not fit prints
+OOM; one that fails prints why; the run goes on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import gc
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn as nn
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from bench.train_step import make_batch  # noqa: E402
+from vjm.config import load_config  # noqa: E402
+from vjm.masks import build_mask_generators, token_grid  # noqa: E402
+from vjm.masks.grid import num_tokens  # noqa: E402
+from vjm.models.encoder import TokenEncoder  # noqa: E402
+from vjm.objectives import build_objective  # noqa: E402
+from vjm.ops.selective_scan import BACKENDS, resolve_backend  # noqa: E402
+from vjm.train.checkpoint import build_encoder  # noqa: E402
+from vjm.train.engine import autocast_dtype  # noqa: E402
+from vjm.train.optim import build_optimizer  # noqa: E402
+
+Step = Callable[[int], None]  # runs training step i
+
+
+# ----------------------------------------------------------------------------- the baseline
+
+
+def mamba_ssm_unavailable(device: torch.device) -> str | None:
+    if device.type != "cuda":
+        return "mamba_ssm's kernels run on CUDA only"
+    try:
+        from mamba_ssm.modules.mamba_simple import Mamba  # noqa: F401
+    except Exception as exc:  # ImportError, or an undefined symbol from a mismatched build
+        return f"mamba_ssm does not import ({type(exc).__name__}: {exc})"
+    return None
+
+
+def mamba_ssm_path() -> str:
+    """Which code path mamba_ssm's Mamba.forward takes: fused only when causal_conv1d imports."""
+    try:
+        import causal_conv1d  # noqa: F401
+        return "mamba_ssm fused (mamba_inner_fn)"
+    except Exception:
+        return "mamba_ssm unfused (no causal_conv1d)"
+
+
+class BiMambaLayer(nn.Module):
+    """Pre-norm residual layer: RMSNorm, then one mamba_ssm Mamba on the sequence and another on
+    the flipped sequence, outputs averaged (Vim / VideoMamba's bidirectional layer)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        from mamba_ssm.modules.mamba_simple import Mamba
+
+        self.norm = nn.RMSNorm(dim, eps=1e-5)
+        self.forward_mamba = Mamba(d_model=dim, d_state=16, d_conv=4, expand=2)
+        self.backward_mamba = Mamba(d_model=dim, d_state=16, d_conv=4, expand=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.norm(x)
+        mixed = 0.5 * (self.forward_mamba(h) + self.backward_mamba(h.flip(1)).flip(1))
+        return x + mixed  # x is fp32: the residual stream stays fp32, as in vjm's blocks
+
+
+class MambaSsmVideoMamba(TokenEncoder):
+    """VideoMamba with mamba_ssm's Mamba modules as mixers; vjm's patch embedding and positions."""
+
+    def __init__(self, embed_dim: int, depth: int, patch_size: int, tubelet_size: int):
+        super().__init__(embed_dim, patch_size, tubelet_size)
+        self.layers = nn.ModuleList(BiMambaLayer(embed_dim) for _ in range(depth))
+        self.norm = nn.RMSNorm(embed_dim, eps=1e-5)
+
+    def encode(self, tokens, grid, keep):
+        x = tokens.float()
+        for layer in self.layers:
+            x = layer(x)
+        return self.norm(x)
+
+
+# ----------------------------------------------------------------------------- steps and timing
+
+
+def count_params(module: nn.Module) -> float:
+    return sum(p.numel() for p in module.parameters()) / 1e6
+
+
+def random_clips(cfg, batch: int, device: torch.device) -> torch.Tensor:
+    data = cfg.data
+    return torch.randn(batch, 3, data.frames_per_clip, data.crop_size, data.crop_size, device=device)
+
+
+def encoder_step(cfg, batch: int, device: torch.device, baseline: bool = False) -> tuple[Step, float]:
+    """Forward+backward of the config's encoder (or the mamba_ssm baseline of its size) on full clips."""
+    encoder = build_encoder(cfg)
+    if baseline:
+        encoder = MambaSsmVideoMamba(encoder.embed_dim, len(encoder.stack.blocks), cfg.model.patch_size,
+                                     cfg.model.tubelet_size)
+    encoder = encoder.to(device).train()
+    clips = [random_clips(cfg, batch, device) for _ in range(2)]
+    dtype = autocast_dtype(cfg, device)
+
+    def step(i: int) -> None:
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            out = encoder(clips[i % 2])
+        out.float().mean().backward()
+        encoder.zero_grad(set_to_none=True)
+
+    return step, count_params(encoder)
+
+
+def vjepa_step(cfg, batch: int, device: torch.device) -> tuple[Step, float]:
+    """One V-JEPA training step; the same step as bench/train_step.py's measure() (local there)."""
+    objective = build_objective(cfg).to(device).train()
+    optimizer = build_optimizer(objective, cfg.optim)
+    grid = token_grid(cfg.data.frames_per_clip, cfg.data.crop_size, cfg.model.patch_size, cfg.model.tubelet_size)
+    generators = build_mask_generators(cfg.masks, grid)
+    rng = torch.Generator().manual_seed(0)
+    batches = [make_batch(cfg, batch, generators, device, rng) for _ in range(2)]
+    dtype = autocast_dtype(cfg, device)
+
+    def step(i: int) -> None:
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            loss, _ = objective(batches[i % 2])
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        objective.after_optimizer_step(0.5)
+
+    return step, count_params(objective.encoder)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_steps(step: Step, steps: int, warmup: int, device: torch.device) -> tuple[float, float]:
+    """-> (seconds per step, peak GiB allocated during the timed steps; nan off CUDA)."""
+    for i in range(warmup):
+        step(i)
+    sync(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    start = time.perf_counter()
+    for i in range(steps):
+        step(i)
+    sync(device)
+    seconds = (time.perf_counter() - start) / steps
+    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
+    return seconds, peak
+
+
+def measure(build: Callable[[], tuple[Step, float]], batch: int, args, device) -> dict | str:
+    """clips/s, peak GiB and params of one row, or the reason it has no numbers."""
+    try:
+        step, params = build()
+        seconds, peak = time_steps(step, args.steps, args.warmup, device)
+        result = {"clips_per_s": batch / seconds, "peak_gib": peak, "params_m": params}
+    except torch.OutOfMemoryError:
+        result = "OOM"
+    except Exception as exc:  # a kernel that fails must not end the other rows
+        first_line = (str(exc).strip().splitlines() or [""])[0][:160]
+        result = "OOM" if "out of memory" in str(exc) else f"failed: {type(exc).__name__}: {first_line}"
+    step = None  # free this row's model and optimizer state before the next row is built
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return result
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+def split_models(models: list[str]) -> tuple[list[str], list[str]]:
+    """-> (ViTs, VideoMambas); the first ViT is the reference of the ratios."""
+    return [m for m in models if m.startswith("vit")], [m for m in models if not m.startswith("vit")]
+
+
+def batch_for(frames: int, args) -> int:
+    if args.batch_at_frames <= 0:
+        return args.batch
+    return max(1, args.batch * args.batch_at_frames // frames)
+
+
+def tokens_per_clip(cfg) -> int:
+    return num_tokens(token_grid(cfg.data.frames_per_clip, cfg.data.crop_size, cfg.model.patch_size,
+                                 cfg.model.tubelet_size))
+
+
+def config_for(args, model: str, frames: int, backend: str = "auto"):
+    overrides = [*args.overrides, f"model.name={model}", f"data.frames_per_clip={frames}",
+                 f"data.crop_size={args.size}", f"model.scan_backend={backend}"]
+    if args.depth is not None:
+        overrides.append(f"model.depth={args.depth}")
+    return load_config(args.fname, overrides)
+
+
+def scan_backends(args, device: torch.device,
+                  dtype: torch.dtype | None) -> tuple[list[tuple[str, str]], list[str], str]:
+    """-> ([(backend, label)] to run, [skip reasons], what "auto" picks here)."""
+    probe = torch.zeros(1, 1, 1, device=device, dtype=dtype or torch.float32)  # what the mixers scan
+    runs, skipped, auto = [], [], resolve_backend("auto", probe)
+    for backend in dict.fromkeys(args.scan_backends):
+        try:
+            resolved = resolve_backend(backend, probe)
+        except RuntimeError as exc:
+            skipped.append(f"scan backend {backend}: {exc}")
+            continue
+        if backend == "auto" and resolved in args.scan_backends:
+            skipped.append(f"scan backend auto: it picks {resolved} here, which has its own rows")
+            continue
+        runs.append((backend, f"auto ({resolved})" if backend == "auto" else backend))
+    return runs, skipped, auto
+
+
+def machine_line(device: torch.device) -> str:
+    def version(module: str) -> str:
+        try:
+            return __import__(module).__version__
+        except Exception:
+            return "absent"
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                                text=True, timeout=10, check=True).stdout.strip()
+    except Exception:
+        commit = "unknown"
+    where = (torch.cuda.get_device_name(device) if device.type == "cuda"
+             else f"CPU {platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)")
+    return (f"{where} | torch {torch.__version__} (CUDA {torch.version.cuda}) | triton {version('triton')} | "
+            f"mamba_ssm {version('mamba_ssm')} | causal_conv1d {version('causal_conv1d')} | commit {commit}")
+
+
+def ratio(row: dict | str, ref: dict | str | None) -> str:
+    if isinstance(row, dict) and isinstance(ref, dict):
+        return f"{row['clips_per_s'] / ref['clips_per_s']:.2f}x"
+    return ""
+
+
+def print_row(frames: int, batch: int, tokens: int, name: str, scan: str, r: dict | str, *ratios: str) -> None:
+    if isinstance(r, dict):
+        peak = "" if r["peak_gib"] != r["peak_gib"] else f"{r['peak_gib']:.1f}"  # nan off CUDA
+        cells = [f"{r['params_m']:.1f}", f"{r['clips_per_s']:.1f}", peak]
+    else:
+        cells = ["", r, ""]
+    print("| " + " | ".join([str(frames), str(batch), str(tokens), name, scan, *cells, *ratios]) + " |", flush=True)
+
+
+def encoder_table(args, device, backends: list[tuple[str, str]], baseline_skip: str | None,
+                  precision: str) -> None:
+    vits, mambas = split_models(args.models)
+    vs_vit = f"vs {vits[0]}" if vits else "vs ViT"
+    print(f"\n## (a) Encoder forward+backward on full clips (all tokens of every clip, {precision}, "
+          "loss = mean of the output tokens, no optimizer step). The mamba_ssm stack has two whole Mamba "
+          "modules per layer, so its in/out projections are not shared between directions as vjm's are (see "
+          "params); vjm's mamba_ssm scan row is the like-for-like comparison of kernels\n")
+    print(f"| frames | batch | tokens/clip | encoder | scan | params M | clips/s | peak GiB | {vs_vit} | "
+          "vs mamba_ssm stack |\n|---|---|---|---|---|---|---|---|---|---|", flush=True)
+    for frames in args.frames:
+        batch, tokens = batch_for(frames, args), tokens_per_clip(config_for(args, args.models[0], frames))
+        row = functools.partial(print_row, frames, batch, tokens)
+        ref_vit = None
+        for model in vits:
+            cfg = config_for(args, model, frames)
+            r = measure(functools.partial(encoder_step, cfg, batch, device), batch, args, device)
+            ref_vit = r if model == vits[0] else ref_vit
+            row(model, "-", r, ratio(r, ref_vit), "")
+        for model in mambas:
+            ref_ssm = None
+            if baseline_skip is None:
+                cfg = config_for(args, model, frames)
+                build = functools.partial(encoder_step, cfg, batch, device, baseline=True)
+                ref_ssm = measure(build, batch, args, device)
+                row(f"mamba_ssm Mamba x2 stack ({model} size)", mamba_ssm_path(), ref_ssm, ratio(ref_ssm, ref_vit),
+                    "")
+            for backend, label in backends:
+                cfg = config_for(args, model, frames, backend)
+                r = measure(functools.partial(encoder_step, cfg, batch, device), batch, args, device)
+                row(f"vjm {model}", label, r, ratio(r, ref_vit), ratio(r, ref_ssm))
+
+
+def vjepa_table(args, device, backends: list[tuple[str, str]], auto: str, precision: str) -> None:
+    vits, mambas = split_models(args.models)
+    vs_vit = f"vs {vits[0]}" if vits else "vs ViT"
+    print(f"\n## (b) V-JEPA training step of {Path(args.fname).name}: target encoder on the full clip, context "
+          f"encoder + predictor per mask, AdamW, EMA; {precision}. ViT rows have the same predictor, scanning "
+          f"with the auto backend ({auto})\n")
+    print(f"| frames | batch | tokens/clip | encoder | scan | params M | clips/s | peak GiB | {vs_vit} |\n"
+          "|---|---|---|---|---|---|---|---|---|", flush=True)
+    for frames in args.frames:
+        batch, tokens = batch_for(frames, args), tokens_per_clip(config_for(args, args.models[0], frames))
+        row = functools.partial(print_row, frames, batch, tokens)
+        ref_vit = None
+        for model in vits:
+            cfg = config_for(args, model, frames)
+            r = measure(functools.partial(vjepa_step, cfg, batch, device), batch, args, device)
+            ref_vit = r if model == vits[0] else ref_vit
+            row(model, f"predictor: {auto}", r, ratio(r, ref_vit))
+        for model in mambas:
+            for backend, label in backends:
+                cfg = config_for(args, model, frames, backend)
+                r = measure(functools.partial(vjepa_step, cfg, batch, device), batch, args, device)
+                row(f"vjm {model}", label, r, ratio(r, ref_vit))
+
+
+def profile(args, device: torch.device, backends: list[tuple[str, str]]) -> None:
+    """Where the time of one V-JEPA step of the first VideoMamba goes: the top ops by self time."""
+    _, mambas = split_models(args.models)
+    if not mambas or not backends:
+        print("\n--profile: no VideoMamba model or no usable scan backend to profile", flush=True)
+        return
+    model, (backend, label), frames = mambas[0], backends[0], args.profile_frames
+    batch = batch_for(frames, args)
+    step, _ = vjepa_step(config_for(args, model, frames, backend), batch, device)
+    seconds, _ = time_steps(step, steps=1, warmup=max(args.warmup, 1), device=device)
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    with torch.profiler.profile(activities=activities) as prof:
+        step(0)
+        sync(device)
+    events = prof.key_averages()
+    kind = "cuda" if device.type == "cuda" else "cpu"
+    print(f"\n## Profile: one V-JEPA step, vjm {model}, scan {label}, {frames} frames, batch {batch}\n")
+    summary = f"Step wall time (unprofiled): {1e3 * seconds:.1f} ms"
+    if device.type == "cuda":  # kernel time over wall time: how far the GPU is kept busy
+        kernels = sum(e.self_device_time_total for e in events if e.device_type == torch.autograd.DeviceType.CUDA
+                      and not getattr(e, "is_user_annotation", False)) / 1e3
+        summary += f"; CUDA kernel time {kernels:.1f} ms ({100 * kernels / (1e3 * seconds):.0f}% of the wall time)"
+    print(f"{summary}. Top 15 ops by self {kind.upper()} time, summed over calls:\n", flush=True)
+    print(events.table(sort_by=f"self_{kind}_time_total", row_limit=15, max_name_column_width=70), flush=True)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--fname", default=str(REPO / "configs/vjepa_k400_tiny.yaml"),
+                        help="V-JEPA config: masks, predictor, optimiser and dtype of every row")
+    parser.add_argument("--set", dest="overrides", nargs="+", default=[], help="config overrides key=value")
+    parser.add_argument("--models", nargs="+", default=["videomamba_tiny", "vit_tiny"],
+                        help="encoders; names starting with 'vit' are the references of the ratios (the first one)")
+    parser.add_argument("--scan-backends", nargs="+", default=["auto", "triton", "mamba_ssm", "torch"],
+                        choices=["auto", *BACKENDS], help="one VideoMamba row per backend that can run here")
+    parser.add_argument("--frames", type=int, nargs="+", default=[8, 16, 32, 64])
+    parser.add_argument("--size", type=int, default=224, help="crop side in pixels")
+    parser.add_argument("--batch", type=int, default=32, help="clips per batch at --batch-at-frames frames")
+    parser.add_argument("--batch-at-frames", type=int, default=16,
+                        help="other frame counts get batch * this / frames (min 1): constant tokens per "
+                             "batch; 0 = --batch for every frame count")
+    parser.add_argument("--depth", type=int, default=None, help="override every encoder's depth (quick tests)")
+    parser.add_argument("--steps", type=int, default=8, help="timed steps per row")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps per row (kernel compilation)")
+    parser.add_argument("--profile", action="store_true", help="profile one V-JEPA step of the first VideoMamba")
+    parser.add_argument("--profile-frames", type=int, default=16)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+    for name in ("steps", "batch", "size"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
+    if args.warmup < 0:
+        parser.error(f"--warmup must be at least 0, got {args.warmup}")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    device = torch.device(args.device)
+    started = time.perf_counter()
+    for model in args.models:  # fail now on a bad name, frame count or size, not after minutes of rows
+        build_encoder(config_for(args, model, args.frames[0]))
+        for frames in args.frames[1:]:
+            config_for(args, model, frames)
+    dtype = autocast_dtype(config_for(args, args.models[0], args.frames[0]), device)
+    precision = "fp32" if dtype is None else f"{str(dtype).removeprefix('torch.')} autocast"
+    vits, mambas = split_models(args.models)
+    backends, skipped, auto = scan_backends(args, device, dtype)
+    baseline_skip = mamba_ssm_unavailable(device) if mambas else None
+    if baseline_skip:
+        skipped.append(f"the mamba_ssm Mamba stack rows: {baseline_skip}")
+
+    print(f"# vjm training throughput\n\n{machine_line(device)}\n")
+    print(f"Random clips at {args.size}^2; batch per frame count: "
+          + ", ".join(f"{f} frames -> {batch_for(f, args)}" for f in args.frames)
+          + f"; {args.warmup} warmup + {args.steps} timed steps per row; clips/s over the timed steps; peak GiB = "
+          "torch.cuda.max_memory_allocated during them (model, optimizer state, activations). Ratios: clips/s of "
+          "the row over the reference's at the same frames.\n")
+    for reason in skipped:
+        print(f"- skipped {reason}")
+    encoder_table(args, device, backends, baseline_skip, precision)
+    vjepa_table(args, device, backends, auto, precision)
+    if args.profile:
+        profile(args, device, backends)
+    print(f"\ntotal {time.perf_counter() - started:.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()

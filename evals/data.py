@@ -1,0 +1,69 @@
+"""The datasets of an evaluation: training clips (one view, augmented or not) and evaluation clips.
+
+Items come from vjm.data: ``{"clips": [K, C, T, H, W], "label", "index", "num_skipped"}`` with
+K = num_segments * num_views, segment-major. Training takes one view per segment; evaluation
+takes ``num_views`` crops of each of ``num_segments`` evenly spaced clips.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from vjm.data import build_dataset
+from vjm.data.datasets import ClipDataset
+
+from .config import EvalDataConfig
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["EvalData", "build_eval_data", "resolve_sources"]
+
+
+@dataclass
+class EvalData:
+    train: ClipDataset
+    val: ClipDataset
+    num_classes: int
+    # Training clips are the same every epoch (no augmentation, fixed segments): their features can be cached.
+    train_is_static: bool
+
+
+def resolve_sources(data: EvalDataConfig) -> tuple[str, list[str], list[str]]:
+    """-> (dataset kind for vjm.data, train sources, val sources); generates the toy dataset if needed."""
+    if data.dataset in ("video", "image"):
+        return data.dataset, list(data.train), list(data.val)
+    from vjm.data.toy import ensure_toy_dataset  # generation pulls in scikit-learn and PIL
+
+    paths = ensure_toy_dataset(data.toy_root, num_train=data.toy_num_train, num_val=data.toy_num_val,
+                               frames=data.toy_frames, size=data.toy_size, seed=data.toy_seed)
+    if data.dataset == "toy_image":
+        return "image", [paths["image_train"]["digit"]], [paths["image_val"]["digit"]]
+    return "video", [paths["train"][data.toy_task]], [paths["val"][data.toy_task]]
+
+
+def build_eval_data(data: EvalDataConfig) -> EvalData:
+    """Build both splits and check their labels against ``data.num_classes``."""
+    kind, train_sources, val_sources = resolve_sources(data)
+    common = dict(kind=kind, frames_per_clip=data.frames_per_clip, frame_step=data.frame_step, fps=data.fps,
+                  crop_size=data.crop_size, decoder=data.decoder, short_video=data.short_video)
+    if data.augment:
+        train = build_dataset(paths=train_sources, training=True, num_clips=data.num_segments,
+                              random_resize_scale=data.random_resize_scale,
+                              random_resize_aspect=data.random_resize_aspect, hflip=data.hflip,
+                              randaugment=data.randaugment, random_erasing=data.random_erasing, **common)
+    else:
+        train = build_dataset(paths=train_sources, training=False, num_segments=data.num_segments,
+                              num_views=1, eval_crop="center", **common)
+    val = build_dataset(paths=val_sources, training=False, num_segments=data.num_segments,
+                        num_views=data.num_views, eval_crop="center" if data.num_views == 1 else "three", **common)
+    found = max(train.num_classes, val.num_classes)
+    num_classes = data.num_classes or train.num_classes
+    if found > num_classes:
+        raise ValueError(f"the data has labels up to {found - 1} but 'data.num_classes' = {num_classes}; "
+                         f"raise it to at least {found}")
+    if min(min(train.labels), min(val.labels)) < 0:
+        raise ValueError("the data has negative labels; labels must be 0 .. num_classes - 1")
+    logger.info("Evaluation data: %d training and %d validation samples, %d classes", len(train), len(val),
+                num_classes)
+    return EvalData(train, val, num_classes, train_is_static=not data.augment)

@@ -1,0 +1,497 @@
+"""evals: the attentive probe, view aggregation, images as clips, checkpoint loading, resume, the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from evals import attentive_probe as ap
+from evals.attentive_probe import (
+    EncoderInfo,
+    default_output_dir,
+    group_tokens,
+    load_frozen_encoder,
+    lr_factor,
+    run_probe,
+)
+from evals.config import eval_config_from_dict, load_eval_config
+from evals.features import encode_clips, encoder_fingerprint, extract_features
+from evals.probe import AttentiveClassifier, AttentivePooler, average_predictions, pad_tokens
+from vjm.config import Config, ConfigError, config_from_dict, load_config
+from vjm.data.toy import ensure_toy_dataset
+from vjm.models import build, list_models, register_model
+from vjm.train.checkpoint import build_encoder, save_checkpoint
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_MODEL = "probe_test_videomamba"  # a 32-wide, 2-block VideoMamba that checkpoints can name
+
+if TINY_MODEL not in list_models():
+    @register_model
+    def probe_test_videomamba(**kwargs):
+        return build("videomamba_tiny", **{"embed_dim": 32, "depth": 2, **kwargs})
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # The probe's ops are tiny: on 2 shared cores, thread hand-offs cost more than the work.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def toy_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("toy")
+    ensure_toy_dataset(root, num_train=24, num_val=12, frames=8, size=32)
+    return root
+
+
+def tiny_encoder(seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return build(TINY_MODEL).eval().requires_grad_(False)
+
+
+def probe_config(toy_root: Path, **sections) -> dict:
+    """A small toy-video probe config as a dict; keyword sections update its sections."""
+    cfg = {
+        "run": {"name": "test_probe", "seed": 0},
+        "data": {"dataset": "toy", "toy_root": str(toy_root), "toy_task": "direction", "num_classes": 8,
+                 "toy_num_train": 24, "toy_num_val": 12, "toy_frames": 8, "toy_size": 32, "frames_per_clip": 4,
+                 "frame_step": 2, "crop_size": 32, "augment": False, "batch_size": 8, "num_workers": 0},
+        "probe": {"num_heads": 4},
+        "optim": {"lr": [1e-3, 1e-2], "weight_decay": [0.01]},
+        "train": {"epochs": 3, "cache_features": True, "log_every": 1},
+    }
+    for section, values in sections.items():
+        cfg[section].update(values)
+    return cfg
+
+
+def info_of(encoder, which="random_init") -> EncoderInfo:
+    return EncoderInfo(TINY_MODEL, encoder.embed_dim, None, which, None, encoder_fingerprint(encoder))
+
+
+# ------------------------------------------------------------------------------------------ the pooler
+
+
+@pytest.mark.parametrize("depth", [1, 3])
+@pytest.mark.parametrize("num_queries", [1, 4])
+def test_pooler_and_classifier_shapes(depth, num_queries):
+    pooler = AttentivePooler(32, num_queries=num_queries, num_heads=4, depth=depth)
+    tokens = torch.randn(3, 17, 32)
+    assert pooler(tokens).shape == (3, num_queries, 32)
+    assert len(pooler.blocks) == depth - 1  # V-JEPA 2's deeper probe: self-attention before cross-attention
+    classifier = AttentiveClassifier(32, num_classes=7, num_queries=num_queries, num_heads=4, depth=depth)
+    logits = classifier(tokens)
+    assert logits.shape == (3, 7) and torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize("depth", [1, 2])
+def test_key_padding_mask_makes_padding_invisible(depth):
+    torch.manual_seed(0)
+    classifier = AttentiveClassifier(32, num_classes=5, num_heads=4, depth=depth).eval()
+    sets = [torch.randn(n, 32) for n in (5, 9, 2)]
+    tokens, mask = pad_tokens(sets)
+    assert tokens.shape == (3, 9, 32)
+    assert mask.tolist()[2] == [False] * 2 + [True] * 7
+    tokens[mask] = 1e3 * torch.randn(int(mask.sum()), 32)  # whatever the padding holds
+    padded = classifier(tokens, key_padding_mask=mask)
+    alone = torch.cat([classifier(s[None]) for s in sets])
+    torch.testing.assert_close(padded, alone, atol=1e-5, rtol=1e-5)
+    # Without the mask the padding does change the result: the mask is what hides it.
+    assert not torch.allclose(classifier(tokens), alone, rtol=1e-2, atol=0)
+
+
+def test_pooler_rejects_bad_inputs():
+    pooler = AttentivePooler(32, num_heads=4)
+    with pytest.raises(ValueError, match="B x N x 32"):
+        pooler(torch.randn(2, 5, 16))
+    with pytest.raises(ValueError, match="does not match tokens"):
+        pooler(torch.randn(2, 5, 32), key_padding_mask=torch.zeros(2, 4, dtype=torch.bool))
+    with pytest.raises(ValueError, match="every token of a sample"):
+        pooler(torch.randn(2, 5, 32), key_padding_mask=torch.tensor([[False] * 5, [True] * 5]))
+    with pytest.raises(ValueError, match="bool tensor"):
+        pooler(torch.randn(2, 5, 32), key_padding_mask=torch.zeros(2, 5))
+    with pytest.raises(ValueError, match="does not divide the encoder's width 192.*e.g. 12"):
+        AttentivePooler(192, num_heads=11)
+
+
+# ------------------------------------------------------------------------------------------ segments and views
+
+
+class MarkEncoder(torch.nn.Module):
+    """Stands in for an encoder: each clip becomes 2 tokens holding the clip's mean value."""
+
+    embed_dim = 3
+
+    def forward(self, clip):
+        value = clip.mean(dim=(1, 2, 3, 4))
+        return value[:, None, None].expand(-1, 2, 3).clone()
+
+
+def test_encode_clips_is_segment_major():
+    b, s, v = 2, 3, 2
+    marks = torch.arange(b * s * v, dtype=torch.float32).view(b, s * v)  # clip k of sample i holds i*6 + k
+    clips = marks[:, :, None, None, None, None].expand(b, s * v, 3, 2, 4, 4)
+    tokens = encode_clips(MarkEncoder(), clips, num_segments=s)
+    assert tokens.shape == (b, s, v, 2, 3)
+    for i in range(b):
+        for seg in range(s):
+            for view in range(v):
+                assert tokens[i, seg, view, 0, 0] == marks[i, seg * v + view]
+    with pytest.raises(ValueError, match="not a multiple of num_segments"):
+        encode_clips(MarkEncoder(), clips, num_segments=4)
+
+
+def test_group_tokens_joint_and_separate():
+    b, s, v, n, d = 2, 3, 2, 4, 5
+    tokens = torch.arange(b * s * v * n * d, dtype=torch.float32).view(b, s, v, n, d)
+    joint, groups = group_tokens(tokens, "joint")
+    assert (joint.shape, groups) == ((b * v, s * n, d), v)
+    # view 1 of sample 1 sees the tokens of its 3 segments, in segment order
+    torch.testing.assert_close(joint[1 * v + 1], torch.cat([tokens[1, seg, 1] for seg in range(s)]))
+    separate, groups = group_tokens(tokens, "separate")
+    assert (separate.shape, groups) == ((b * s * v, n, d), s * v)
+    torch.testing.assert_close(separate[(1 * s + 2) * v + 0], tokens[1, 2, 0])
+
+
+def test_average_predictions_averages_probabilities_of_views():
+    logits = torch.tensor([[[10.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 1.0, 0.0]]])  # 1 sample, 3 views
+    probs = average_predictions(logits)
+    expected = logits[0].softmax(-1).mean(0)
+    torch.testing.assert_close(probs[0], expected)
+    assert probs.argmax().item() == 0  # one confident view outweighs two hesitant ones
+    assert math.isclose(probs.sum().item(), 1.0, rel_tol=1e-6)
+    with pytest.raises(ValueError, match="B x G x C"):
+        average_predictions(torch.zeros(2, 3))
+
+
+def test_images_are_one_frame_clips():
+    encoder = tiny_encoder()
+    images = torch.randn(2, 1, 3, 1, 32, 48)  # B x K x C x T=1 x H x W
+    tokens = encode_clips(encoder, images, num_segments=1)
+    assert tokens.shape == (2, 1, 1, (32 // 16) * (48 // 16), 32)
+    grouped, groups = group_tokens(tokens, "joint")
+    logits = AttentiveClassifier(32, 4, num_heads=4)(grouped)
+    assert logits.shape == (2, 4) and groups == 1
+
+
+def test_probe_on_toy_images_end_to_end(toy_root, tmp_path):
+    cfg = eval_config_from_dict(probe_config(
+        toy_root, data={"dataset": "toy_image", "toy_task": "digit", "num_classes": 10, "frames_per_clip": 1},
+        train={"epochs": 1}))
+    encoder = tiny_encoder()
+    result = run_probe(cfg, encoder, info_of(encoder), tmp_path / "out", "cpu")
+    assert result.results["num_classes"] == 10 and result.results["num_train"] == 24
+    assert 0 <= result.top1 <= result.top5 <= 100
+
+
+# ------------------------------------------------------------------------------------------ schedule and sweep
+
+
+def test_lr_warmup_then_cosine():
+    assert lr_factor(0, 100, 10, 0.0) == pytest.approx(0.1)
+    assert lr_factor(9, 100, 10, 0.0) == pytest.approx(1.0)
+    assert lr_factor(10, 100, 10, 0.0) == pytest.approx(1.0)
+    assert lr_factor(55, 100, 10, 0.0) == pytest.approx(0.5)
+    assert lr_factor(100, 100, 10, 0.1) == pytest.approx(0.1)
+
+
+def test_sweep_heads_train_independently(toy_root, tmp_path):
+    """Heads of the sweep start equal; their learning rates alone make them differ."""
+    cfg = eval_config_from_dict(probe_config(toy_root, optim={"lr": [1e-4, 3e-2], "weight_decay": [0.0]},
+                                             train={"epochs": 2}))
+    encoder = tiny_encoder()
+    result = run_probe(cfg, encoder, info_of(encoder), tmp_path / "out", "cpu")
+    heads = result.results["heads"]
+    assert [(h["lr"], h["weight_decay"]) for h in heads] == [(1e-4, 0.0), (3e-2, 0.0)]
+    assert heads[0]["train_loss"] != heads[1]["train_loss"]
+    best = max(range(2), key=lambda i: heads[i]["top1"])
+    assert result.results["best_head"] == best and result.top1 == heads[best]["top1"]
+    state = torch.load(tmp_path / "out" / "latest.pt", weights_only=True)
+    w0, w1 = (state["heads"][f"{i}.head.weight"] for i in range(2))
+    assert not torch.equal(w0, w1)
+
+
+# ------------------------------------------------------------------------------------------ checkpoints
+
+
+def save_pretrain_checkpoint(path: Path, *, model: str = TINY_MODEL, models: dict | None = None, **extra) -> Path:
+    cfg = config_from_dict({"model": {"name": model}})
+    if models is None:
+        torch.manual_seed(1)
+        target, context = build_encoder(cfg), build_encoder(cfg)
+        models = {"encoder": context.state_dict(), "target_encoder": target.state_dict(), "predictor": {}}
+    return save_checkpoint({"config": cfg.to_dict(), "step": 7, "models": models, **extra}, path)
+
+
+def test_load_target_and_context_encoders(tmp_path):
+    path = save_pretrain_checkpoint(tmp_path / "latest.pt")
+    saved = torch.load(path, weights_only=True)["models"]
+    target, info = load_frozen_encoder(path)
+    context, context_info = load_frozen_encoder(path, "encoder")
+    for encoder, key in ((target, "target_encoder"), (context, "encoder")):
+        for name, tensor in encoder.state_dict().items():
+            assert torch.equal(tensor, saved[key][name])
+        assert not encoder.training and not any(p.requires_grad for p in encoder.parameters())
+    assert (info.which, info.step, info.model, info.embed_dim) == ("target_encoder", 7, TINY_MODEL, 32)
+    assert info.checkpoint == str(path.resolve())
+    assert info.fingerprint != context_info.fingerprint
+
+
+def test_random_init_is_the_same_architecture_with_other_weights(tmp_path):
+    path = save_pretrain_checkpoint(tmp_path / "latest.pt")
+    trained, _ = load_frozen_encoder(path)
+    random_a, info = load_frozen_encoder(path, random_init=True, seed=3)
+    random_b, _ = load_frozen_encoder(path, random_init=True, seed=3)
+    assert info.which == "random_init" and info.random_init
+    assert trained.state_dict().keys() == random_a.state_dict().keys()
+    assert encoder_fingerprint(random_a) == encoder_fingerprint(random_b)  # seeded: a resume rebuilds it
+    assert encoder_fingerprint(random_a) != encoder_fingerprint(trained)
+    # without a checkpoint, a pre-training config names the architecture
+    config = tmp_path / "pretrain.yaml"
+    config.write_text(yaml.safe_dump({"model": {"name": TINY_MODEL}}))
+    from_config, config_info = load_frozen_encoder(None, random_init=True, pretrain_config=config, seed=3)
+    assert config_info.checkpoint is None and encoder_fingerprint(from_config) == info.fingerprint
+
+
+def test_checkpoint_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_frozen_encoder(tmp_path / "missing.pt")
+    with pytest.raises(FileNotFoundError, match="is a folder"):
+        load_frozen_encoder(tmp_path)
+    with pytest.raises(ValueError, match="--random-init with --pretrain-config"):
+        load_frozen_encoder(None)
+    # a plain state dict, not a vjm checkpoint
+    torch.save(tiny_encoder().state_dict(), tmp_path / "plain.pt")
+    with pytest.raises(ValueError, match="not a vjm checkpoint"):
+        load_frozen_encoder(tmp_path / "plain.pt")
+    # wrong keys: no models at all, or no target encoder
+    save_checkpoint({"config": Config().to_dict(), "step": 1}, tmp_path / "nomodels.pt")
+    with pytest.raises(ValueError, match=r"lacks \['models'\]"):
+        load_frozen_encoder(tmp_path / "nomodels.pt")
+    context_only = save_pretrain_checkpoint(tmp_path / "context.pt", models={"encoder": {}})
+    with pytest.raises(ValueError, match="holds no 'target_encoder'.*--encoder context"):
+        load_frozen_encoder(context_only)
+    # another model: weights of a ViT under a config that names the tiny VideoMamba
+    vit = build("vit_tiny", embed_dim=32, depth=1, num_heads=2).state_dict()
+    other = save_pretrain_checkpoint(tmp_path / "other.pt", models={"target_encoder": vit})
+    with pytest.raises(ValueError, match=f"do not fit '{TINY_MODEL}'"):
+        load_frozen_encoder(other)
+    # same key names, other shapes: a wider encoder
+    wider = build("videomamba_tiny", embed_dim=64, depth=2).state_dict()
+    with pytest.raises(ValueError, match="do not fit"):
+        load_frozen_encoder(save_pretrain_checkpoint(tmp_path / "wider.pt", models={"target_encoder": wider}))
+
+
+# ------------------------------------------------------------------------------------------ resume
+
+
+def test_resume_continues_where_it_stopped(toy_root, tmp_path, monkeypatch):
+    cfg = eval_config_from_dict(probe_config(toy_root))
+    encoder = tiny_encoder()
+    info = info_of(encoder)
+    reference = run_probe(cfg, encoder, info, tmp_path / "reference", "cpu")
+
+    # A run that dies right after saving epoch 2 ...
+    real_save = ap.save_state
+
+    def save_then_die(path, state):
+        real_save(path, state)
+        if len(state["history"]) == 2:
+            raise KeyboardInterrupt("preempted")
+
+    monkeypatch.setattr(ap, "save_state", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        run_probe(cfg, encoder, info, tmp_path / "resumed", "cpu")
+    monkeypatch.setattr(ap, "save_state", real_save)
+    assert not (tmp_path / "resumed" / "results.json").exists()
+
+    # ... resumes at epoch 3 and ends as the uninterrupted run did.
+    epochs_trained = []
+    real_train = ap.train_epoch
+
+    def counting_train(heads, optimizer, source, cfg, epoch, total_steps):
+        epochs_trained.append(epoch)
+        return real_train(heads, optimizer, source, cfg, epoch, total_steps)
+
+    monkeypatch.setattr(ap, "train_epoch", counting_train)
+    resumed = run_probe(cfg, encoder, info, tmp_path / "resumed", "cpu")
+    assert epochs_trained == [2]
+    assert resumed.results["history"] == reference.results["history"]
+    assert resumed.results["heads"] == reference.results["heads"]
+
+    # A finished run reruns nothing; a rerun with --no-resume starts over.
+    epochs_trained.clear()
+    run_probe(cfg, encoder, info, tmp_path / "resumed", "cpu")
+    assert epochs_trained == []
+    run_probe(cfg, encoder, info, tmp_path / "resumed", "cpu", resume=False)
+    assert epochs_trained == [0, 1, 2]
+
+
+def test_resume_refuses_another_config_or_encoder(toy_root, tmp_path):
+    cfg = eval_config_from_dict(probe_config(toy_root, train={"epochs": 1}))
+    encoder = tiny_encoder()
+    run_probe(cfg, encoder, info_of(encoder), tmp_path, "cpu")
+    changed = eval_config_from_dict(probe_config(toy_root, train={"epochs": 1}, optim={"lr": [5e-4]}))
+    with pytest.raises(ValueError, match="differs in optim.lr.*--no-resume"):
+        run_probe(changed, encoder, info_of(encoder), tmp_path, "cpu")
+    other = tiny_encoder(seed=1)
+    with pytest.raises(ValueError, match="probe of another encoder"):
+        run_probe(cfg, other, info_of(other), tmp_path, "cpu")
+    # Keys that do not change the result may differ.
+    workers = eval_config_from_dict(probe_config(toy_root, train={"epochs": 1, "log_every": 7}))
+    run_probe(workers, encoder, info_of(encoder), tmp_path, "cpu")
+
+
+# ------------------------------------------------------------------------------------------ features
+
+
+def test_feature_cache_on_disk_is_shared_and_keyed_by_weights(toy_root, tmp_path, monkeypatch):
+    from evals.data import build_eval_data
+
+    cfg = eval_config_from_dict(probe_config(toy_root))
+    data = build_eval_data(cfg.data)
+    encoder = tiny_encoder()
+    kwargs = dict(num_segments=1, batch_size=8, num_workers=0, device=torch.device("cpu"), dtype=torch.float32,
+                  cache_dir=tmp_path, sampling={"frames": 4})
+    first = extract_features(encoder, data.val, **kwargs)
+    assert first.tokens.shape == (12, 1, 1, 2 * 2 * 2, 32)  # 4 frames / tubelet 2 x (32 / 16)^2
+    assert first.index.tolist() == list(range(12))
+    assert len(list(tmp_path.glob("*.pt"))) == 1
+
+    # The digit task reads the same videos: its features come from the file, not the encoder.
+    digit = eval_config_from_dict(probe_config(toy_root, data={"toy_task": "digit", "num_classes": 10}))
+    digit_val = build_eval_data(digit.data).val
+
+    def no_encoding(*args, **kw):
+        raise AssertionError("the encoder ran although the features were cached")
+
+    monkeypatch.setattr("evals.features.encode_clips", no_encoding)
+    again = extract_features(encoder, digit_val, **kwargs)
+    torch.testing.assert_close(again.tokens, first.tokens)
+    digit_labels = [int(label) for label in digit_val.labels]
+    assert again.labels(digit_val).tolist() == digit_labels != [int(label) for label in data.val.labels]
+    # Other weights, other file.
+    with pytest.raises(AssertionError, match="the encoder ran"):
+        extract_features(tiny_encoder(seed=5), data.val, **kwargs)
+
+
+def test_cached_and_streamed_features_agree(toy_root, tmp_path):
+    """Caching is an optimisation: validation through the loader gives the same accuracy."""
+    encoder = tiny_encoder()
+    cached = run_probe(eval_config_from_dict(probe_config(toy_root, train={"epochs": 1})), encoder,
+                       info_of(encoder), tmp_path / "cached", "cpu")
+    streamed = run_probe(eval_config_from_dict(probe_config(toy_root, train={"epochs": 1, "cache_features": False})),
+                         encoder, info_of(encoder), tmp_path / "streamed", "cpu")
+    assert [h["top1"] for h in cached.results["heads"]] == [h["top1"] for h in streamed.results["heads"]]
+
+
+# ------------------------------------------------------------------------------------------ configs and the CLI
+
+
+@pytest.mark.parametrize("name, classes, frames, segments, views", [
+    ("ssv2_16x2x3", 174, 16, 2, 3), ("k400_16x8x3", 400, 16, 8, 3), ("in1k_224", 1000, 1, 1, 1)])
+def test_benchmark_configs(name, classes, frames, segments, views):
+    cfg = load_eval_config(REPO / "configs" / "eval" / f"{name}.yaml")
+    d = cfg.data
+    assert (d.num_classes, d.frames_per_clip, d.num_segments, d.num_views) == (classes, frames, segments, views)
+    assert cfg.run.name == name
+
+
+@pytest.mark.parametrize("task, classes", [("digit", 10), ("direction", 8)])
+def test_toy_configs_match_the_main_job(task, classes):
+    cfg = load_eval_config(REPO / "configs" / "eval" / f"toy_{task}.yaml")
+    main = load_config(REPO / "configs" / "vjepa_tiny.yaml")
+    assert (cfg.data.toy_task, cfg.data.num_classes) == (task, classes)
+    for key in ("toy_root", "toy_num_train", "toy_num_val", "toy_frames", "toy_size", "frames_per_clip",
+                "frame_step", "crop_size"):
+        assert getattr(cfg.data, key) == getattr(main.data, key), key
+    assert cfg.data.toy_seed == main.run.seed
+    assert not cfg.data.augment and cfg.train.cache_features
+
+
+def test_config_errors_name_the_key(tmp_path):
+    with pytest.raises(ConfigError, match="unknown key 'probe.dpeth'; did you mean 'probe.depth'"):
+        eval_config_from_dict({"probe": {"dpeth": 2}})
+    with pytest.raises(ConfigError, match="'probe.segments' = 'both' is not one of"):
+        eval_config_from_dict({"data": {"dataset": "toy"}, "probe": {"segments": "both"}})
+    with pytest.raises(ConfigError, match="needs 'data.train'"):
+        eval_config_from_dict({"data": {"dataset": "video"}})
+    with pytest.raises(ConfigError, match="hflip' mirrors the motion"):
+        eval_config_from_dict({"data": {"dataset": "toy", "toy_task": "direction", "augment": True}})
+    with pytest.raises(ConfigError, match="frames_per_clip' and 'data.num_segments' must be 1"):
+        eval_config_from_dict({"data": {"dataset": "image", "train": ["a"], "val": ["b"]}})
+    path = tmp_path / "e.yaml"
+    path.write_text("data: {dataset: toy, augment: false}\n")
+    with pytest.raises(ConfigError, match="--set .*unknown key 'optim.learning_rate'"):
+        load_eval_config(path, ["optim.learning_rate=1"])
+    cfg = load_eval_config(path, ["optim.lr=[1e-3, 1e-4]", "optim.weight_decay=[0.0, 0.1]"])
+    assert cfg.run.name == "e" and len(cfg.optim.grid) == 4
+
+
+def test_default_output_dir_is_beside_the_checkpoint(tmp_path):
+    cfg = eval_config_from_dict({"run": {"name": "toy_digit"}, "data": {"dataset": "toy", "toy_task": "digit"}})
+    ckpt = str(tmp_path / "run" / "latest.pt")
+    for which, folder in (("target_encoder", "probe_toy_digit"), ("encoder", "probe_toy_digit_context"),
+                          ("random_init", "probe_toy_digit_random_init")):
+        info = EncoderInfo("m", 32, ckpt, which, 1, "f")
+        assert default_output_dir(cfg, info) == tmp_path / "run" / folder
+
+
+def test_cli_probes_a_checkpoint_and_prints_the_results_path_last(toy_root, tmp_path, capsys):
+    checkpoint = save_pretrain_checkpoint(tmp_path / "run" / "latest.pt")
+    config = tmp_path / "toy_direction.yaml"
+    config.write_text(yaml.safe_dump(probe_config(toy_root, train={"epochs": 1})))
+    ap.main(["--fname", str(config), "--checkpoint", str(checkpoint), "--device", "cpu"])
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert Path(last) == tmp_path / "run" / "probe_test_probe" / "results.json"
+    results = json.loads(Path(last).read_text())
+    assert {"top1", "top5", "heads"} <= results.keys() and len(results["heads"]) == 2
+    assert results["encoder"]["which"] == "target_encoder" and results["encoder"]["step"] == 7
+
+    with pytest.raises(ValueError, match="state of an attentive probe"):
+        load_frozen_encoder(Path(last).parent / "latest.pt")
+
+    ap.main(["--fname", str(config), "--checkpoint", str(checkpoint), "--device", "cpu", "--random-init"])
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert Path(last) == tmp_path / "run" / "probe_test_probe_random_init" / "results.json"
+
+    with pytest.raises(SystemExit) as exit_info:
+        ap.main(["--fname", str(config), "--checkpoint", str(tmp_path / "nope.pt")])
+    assert exit_info.value.code == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_runs_as_a_script():
+    done = subprocess.run([sys.executable, str(REPO / "evals" / "attentive_probe.py"), "--help"],
+                          capture_output=True, text=True, cwd="/", timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "--random-init" in done.stdout and "--checkpoint" in done.stdout
+
+
+def test_bf16_encoder_features_train_an_fp32_probe(toy_root, tmp_path):
+    cfg = eval_config_from_dict(probe_config(toy_root, train={"epochs": 1, "dtype": "bf16"}))
+    encoder = tiny_encoder()
+    result = run_probe(cfg, encoder, info_of(encoder), tmp_path, "cpu")
+    assert all(math.isfinite(h["train_loss"]) for h in result.results["heads"])
+    state = torch.load(tmp_path / "latest.pt", weights_only=True)
+    assert all(t.dtype == torch.float32 for t in state["heads"].values())
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("cache", [True, False])
+def test_probe_runs_with_a_bf16_encoder_on_gpu(toy_root, tmp_path, cache):
+    cfg = eval_config_from_dict(probe_config(toy_root, train={"epochs": 2, "dtype": "bf16", "cache_features": cache}))
+    encoder = tiny_encoder()
+    result = run_probe(cfg, encoder, info_of(encoder), tmp_path, "cuda")
+    assert all(math.isfinite(h["train_loss"]) for h in result.results["heads"])
+    assert 0 <= result.top1 <= result.top5 <= 100
