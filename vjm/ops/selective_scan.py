@@ -7,8 +7,9 @@ Semantics and layouts follow mamba_ssm's `selective_scan_fn`, plus `reverse`:
     h_t = exp(dt_t A) h_{t-1} + dt_t B_t u_t      (fp32 state; from the end when reverse)
     y_t = C_t . h_t + D u_t,   then y * silu(z)   (output in u's dtype)
 
-Backends: "torch" (the reference, always available), "mamba_ssm" (CUDA kernels, when that
-package imports). "auto" picks the fastest one that can run the given tensors. A backend asked
+Backends: "torch" (the reference, always available), "triton" (vjm's kernels, CUDA tensors,
+when triton imports), "mamba_ssm" (its CUDA kernels, when that package imports). "auto" picks
+the fastest one that can run the given tensors. A backend asked
 for by name that cannot run is an error, never a silent fallback.
 """
 
@@ -19,7 +20,7 @@ from typing import Callable, NamedTuple
 
 import torch
 
-from . import scan_mamba_ssm
+from . import scan_mamba_ssm, scan_triton
 from .scan_torch import selective_scan_torch
 
 logger = logging.getLogger(__name__)
@@ -30,8 +31,9 @@ class Backend(NamedTuple):
     unusable_for: Callable[[torch.Tensor], str | None]  # reason it cannot run, or None
 
 
-# Fastest first: "auto" takes the first usable one.
+# Fastest first: "auto" takes the first usable one (docs/PERFORMANCE.md has the measurements).
 BACKENDS: dict[str, Backend] = {
+    "triton": Backend(scan_triton.selective_scan_triton, scan_triton.usable_for),
     "mamba_ssm": Backend(scan_mamba_ssm.selective_scan_mamba_ssm, scan_mamba_ssm.usable_for),
     "torch": Backend(selective_scan_torch, lambda u: None),
 }

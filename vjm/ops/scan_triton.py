@@ -1,0 +1,211 @@
+"""The selective scan as Triton kernels (forward and backward), behind vjm's signature.
+
+Same operator as `selective_scan_torch` (see selective_scan.py): fp32 state whatever the input
+dtype, output in u's dtype, `reverse` scans from the end without flipped copies. Under autograd
+the forward keeps only the state at every CHUNK-th step, (batch, L / CHUNK, E, N) floats, and the
+backward recomputes the states in between (triton_scan_kernels.py says how).
+
+Parallelism: one program scans one batch element and a block of channels. When that gives too few
+programs to fill the GPU (small batch, long sequences), time is cut into segments of whole chunks
+scanned side by side: a first pass scans each segment from a zero state (forward) or a zero adjoint
+(backward), keeping only its end value and its sum of dt, and the main pass starts each segment
+from the combination of those (a short sequential loop over the segments before it).
+
+Runs on CUDA tensors; on CPU tensors only under Triton's interpreter (TRITON_INTERPRET=1), which
+is how the CPU tests exercise the kernels.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+FWD_TILE = 16  # steps per register tile in the forward kernel
+BWD_TILE = 2  # steps whose states the backward kernel holds in registers at once
+CHUNK = 64  # the forward saves the state every CHUNK steps (a multiple of both tiles)
+BLOCK_E = 32  # forward channels per program: one warp, one channel per thread
+TARGET_PROGRAMS = 2048  # cut time into segments until there are about this many programs
+SCAN_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+
+def import_error() -> str | None:
+    """Why the Triton kernels cannot be used, or None when they can."""
+    try:
+        from . import triton_scan_kernels  # noqa: F401
+    except Exception as exc:  # ImportError, or a Triton too old for the kernels
+        return f"triton does not import ({type(exc).__name__}: {exc})"
+    return None
+
+
+def interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def usable_for(u: torch.Tensor) -> str | None:
+    """Why this backend cannot scan `u`, or None when it can."""
+    if not u.is_cuda:
+        return "the Triton kernels run on CUDA tensors only"
+    if u.dtype not in SCAN_DTYPES:
+        return f"the Triton kernels take float32, bfloat16 or float16 inputs, not {u.dtype}"
+    return import_error()
+
+
+def _check_inputs(tensors: dict[str, torch.Tensor | None]) -> None:
+    from .selective_scan import _check_shapes  # here: selective_scan imports this module
+
+    _check_shapes(**tensors)
+    u = tensors["u"]
+    if u.numel() == 0:
+        raise ValueError(f"selective_scan_triton: u is empty (shape {tuple(u.shape)})")
+    for name, tensor in tensors.items():
+        if tensor is None:
+            continue
+        if not tensor.is_floating_point() or tensor.dtype == torch.float64:
+            raise ValueError(
+                f"selective_scan_triton: {name} has dtype {tensor.dtype}; the kernels take "
+                "float32, bfloat16 or float16 (use backend='torch' for float64)"
+            )
+        if not (tensor.is_cuda or interpreting()):
+            raise ValueError(
+                f"selective_scan_triton: {name} is on {tensor.device}; the kernels need CUDA tensors "
+                "(or TRITON_INTERPRET=1, set before triton is imported, to run them on the CPU)"
+            )
+
+
+def _segments(length: int, programs: int, chunk: int) -> tuple[int, int]:
+    """(segment length, number of segments): whole chunks, enough programs to fill the GPU."""
+    wanted = max(1, min(_cdiv(TARGET_PROGRAMS, programs), _cdiv(length, chunk)))
+    seg_len = _cdiv(_cdiv(length, wanted), chunk) * chunk
+    return seg_len, _cdiv(length, seg_len)
+
+
+def _split_layout(state: int) -> dict[str, int]:
+    """The backward's lanes: 4 over the state (NI entries each) and 8 over channels (K each)."""
+    lanes_n = min(4, _pow2(state))
+    return dict(NI=_pow2(state) // lanes_n, K=4, NL=lanes_n, EL=32 // lanes_n)
+
+
+class SelectiveScanTriton(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse, save_states):
+        from .triton_scan_kernels import scan_fwd_kernel
+
+        u, delta, A, z = u.contiguous(), delta.contiguous(), A.contiguous(), _contiguous(z)
+        D, delta_bias = _contiguous(D), _contiguous(delta_bias)
+        # (batch, L, N) in fp32: one step's N values are one contiguous read, with no conversion.
+        Bt, Ct = (t.transpose(1, 2).float().contiguous() for t in (B, C))
+        batch, dim, length = u.shape
+        state = A.shape[1]
+        n_chunks = _cdiv(length, CHUNK)
+        n_eblocks = _cdiv(dim, BLOCK_E)
+        seg_len, n_segs = _segments(length, batch * n_eblocks, CHUNK)
+        f32 = dict(device=u.device, dtype=torch.float32)
+        out = torch.empty_like(u)
+        states = torch.empty(batch, n_chunks, dim, state, **f32) if save_states else out
+        hloc = torch.empty(batch, n_segs, dim, state, **f32) if n_segs > 1 else out
+        dtsum = torch.empty(batch, n_segs, dim, **f32) if n_segs > 1 else out
+        args = (u, delta, A, Bt, Ct, _or(D, u), _or(z, u), _or(delta_bias, u), out, states, hloc, dtsum,
+                dim, length, n_chunks, seg_len, n_segs, 1)
+        meta = dict(N=state, NP=_pow2(state), BLOCK_E=BLOCK_E, T=FWD_TILE, CHUNK=CHUNK,
+                    HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
+                    SOFTPLUS=bool(delta_softplus), REVERSE=bool(reverse), num_warps=max(BLOCK_E // 32, 1))
+        if n_segs > 1:  # the last segment's end state is never needed
+            scan_fwd_kernel[(n_eblocks, batch, n_segs - 1)](*args, **meta, SAVE_STATES=False, LOCAL=True)
+        scan_fwd_kernel[(n_eblocks, batch, n_segs)](*args, **meta, SAVE_STATES=bool(save_states), LOCAL=False)
+        if save_states:
+            ctx.save_for_backward(u, delta, A, Bt, Ct, D, z, delta_bias, states)
+            ctx.flags = (bool(delta_softplus), bool(reverse), B.dtype, C.dtype, CHUNK)
+        return out
+
+    @staticmethod
+    def backward(ctx, dout):
+        from .triton_scan_kernels import scan_adjoint_local_kernel, scan_bwd_kernel
+
+        u, delta, A, Bt, Ct, D, z, delta_bias, states = ctx.saved_tensors
+        delta_softplus, reverse, B_dtype, C_dtype, chunk = ctx.flags  # chunk: that of `states`
+        dout = dout.contiguous()
+        batch, dim, length = u.shape
+        state = A.shape[1]
+        layout = _split_layout(state)
+        block_e = layout["K"] * layout["EL"]
+        n_eblocks = _cdiv(dim, block_e)
+        seg_len, n_segs = _segments(length, batch * n_eblocks, chunk)
+        f32 = dict(device=u.device, dtype=torch.float32)
+        du, ddelta = torch.empty_like(u), torch.empty_like(delta)
+        dz = torch.empty_like(z) if z is not None else None
+        dA = torch.empty(batch, n_segs, dim, state, **f32)
+        dBt = torch.empty(batch, n_eblocks, length, state, **f32)
+        dCt = torch.empty(batch, n_eblocks, length, state, **f32)
+        dD = torch.empty(batch, n_segs, dim, **f32) if D is not None else None
+        dbias = torch.empty(batch, n_segs, dim, **f32) if delta_bias is not None else None
+        # Per program, the states of one chunk every BWD_TILE steps: a cost fixed by the number of
+        # programs (about TARGET_PROGRAMS when time is cut), not by L.
+        scratch = torch.empty(batch * n_segs * n_eblocks * (chunk // BWD_TILE) * _pow2(state) * block_e, **f32)
+        gloc = torch.empty(batch, n_segs, dim, state, **f32) if n_segs > 1 else dA
+        dtsum = torch.empty(batch, n_segs, dim, **f32) if n_segs > 1 else dA
+        flags = dict(HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
+                     SOFTPLUS=delta_softplus, REVERSE=reverse)
+        if n_segs > 1:  # the first segment sends nothing back
+            scan_adjoint_local_kernel[(_cdiv(dim, BLOCK_E), batch, n_segs - 1)](
+                delta, A, Ct, _or(z, u), _or(delta_bias, u), dout, gloc, dtsum,
+                dim, length, seg_len, n_segs, 1,
+                N=state, NP=_pow2(state), BLOCK_E=BLOCK_E, T=FWD_TILE, **flags,
+                num_warps=max(BLOCK_E // 32, 1),
+            )
+        scan_bwd_kernel[(n_eblocks, batch, n_segs)](
+            u, delta, A, Bt, Ct, _or(D, u), _or(z, u), _or(delta_bias, u), dout, states, scratch,
+            gloc, dtsum, du, ddelta, _or(dz, du), dA, dBt, dCt, _or(dD, dA), _or(dbias, dA),
+            dim, length, states.shape[1], seg_len, n_segs,
+            N=state, **layout, T=BWD_TILE, CHUNK=chunk, HAS_D=D is not None, **flags, num_warps=1,
+        )
+        grads = (
+            du, ddelta, dA.sum((0, 1)).to(A.dtype),
+            dBt.sum(1).transpose(1, 2).to(B_dtype), dCt.sum(1).transpose(1, 2).to(C_dtype),
+            dD.sum((0, 1)).to(D.dtype) if D is not None else None,
+            dz,
+            dbias.sum((0, 1)).to(delta_bias.dtype) if delta_bias is not None else None,
+        )
+        return grads + (None, None, None)
+
+
+def selective_scan_triton(
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    D: torch.Tensor | None = None,
+    z: torch.Tensor | None = None,
+    delta_bias: torch.Tensor | None = None,
+    delta_softplus: bool = False,
+    reverse: bool = False,
+) -> torch.Tensor:
+    """Selective scan through the Triton kernels; same signature and result as selective_scan_torch."""
+    inputs = dict(u=u, delta=delta, A=A, B=B, C=C, D=D, z=z, delta_bias=delta_bias)
+    _check_inputs(inputs)
+    if CHUNK % FWD_TILE or CHUNK % BWD_TILE:
+        raise ValueError(f"scan_triton: CHUNK ({CHUNK}) must be a multiple of FWD_TILE ({FWD_TILE}) "
+                         f"and BWD_TILE ({BWD_TILE})")
+    save_states = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in inputs.values()
+    )
+    return SelectiveScanTriton.apply(u, delta, A, B, C, D, z, delta_bias,
+                                     delta_softplus, reverse, save_states)
+
+
+def _cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _pow2(n: int) -> int:
+    return 1 << max(n - 1, 0).bit_length()
+
+
+def _contiguous(t: torch.Tensor | None) -> torch.Tensor | None:
+    return None if t is None else t.contiguous()
+
+
+def _or(t: torch.Tensor | None, placeholder: torch.Tensor) -> torch.Tensor:
+    """A pointer argument for a kernel input that is absent (its flag keeps it unread)."""
+    return placeholder if t is None else t
