@@ -36,16 +36,14 @@ import torch.nn as nn
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from bench.train_step import make_batch  # noqa: E402
+from bench import train_step  # noqa: E402
 from vjm.config import load_config  # noqa: E402
-from vjm.masks import build_mask_generators, token_grid  # noqa: E402
+from vjm.masks import token_grid  # noqa: E402
 from vjm.masks.grid import num_tokens  # noqa: E402
 from vjm.models.encoder import TokenEncoder  # noqa: E402
-from vjm.objectives import build_objective  # noqa: E402
 from vjm.ops.selective_scan import BACKENDS, resolve_backend  # noqa: E402
 from vjm.train.checkpoint import build_encoder  # noqa: E402
 from vjm.train.engine import autocast_dtype  # noqa: E402
-from vjm.train.optim import build_optimizer  # noqa: E402
 
 Step = Callable[[int], None]  # runs training step i
 
@@ -137,23 +135,8 @@ def encoder_step(cfg, batch: int, device: torch.device, baseline: bool = False) 
 
 
 def vjepa_step(cfg, batch: int, device: torch.device) -> tuple[Step, float]:
-    """One V-JEPA training step; the same step as bench/train_step.py's measure() (local there)."""
-    objective = build_objective(cfg).to(device).train()
-    optimizer = build_optimizer(objective, cfg.optim)
-    grid = token_grid(cfg.data.frames_per_clip, cfg.data.crop_size, cfg.model.patch_size, cfg.model.tubelet_size)
-    generators = build_mask_generators(cfg.masks, grid)
-    rng = torch.Generator().manual_seed(0)
-    batches = [make_batch(cfg, batch, generators, device, rng) for _ in range(2)]
-    dtype = autocast_dtype(cfg, device)
-
-    def step(i: int) -> None:
-        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            loss, _ = objective(batches[i % 2])
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        objective.after_optimizer_step(0.5)
-
+    """One V-JEPA training step, the one bench/train_step.py times."""
+    step, objective = train_step.vjepa_step(cfg, batch, device)
     return step, count_params(objective.encoder)
 
 

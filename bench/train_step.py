@@ -30,7 +30,8 @@ def make_batch(cfg, batch_size: int, generators, device, rng) -> dict:
     return {"clip": clip, "masks": masks}
 
 
-def measure(cfg, batch_size: int, steps: int, warmup: int, device: torch.device) -> dict:
+def vjepa_step(cfg, batch_size: int, device: torch.device):
+    """A closure running V-JEPA training step i (two random batches alternate) -> (step, objective)."""
     objective = build_objective(cfg).to(device).train()
     optimizer = build_optimizer(objective, cfg.optim)
     grid = token_grid(cfg.data.frames_per_clip, cfg.data.crop_size, cfg.model.patch_size, cfg.model.tubelet_size)
@@ -39,29 +40,34 @@ def measure(cfg, batch_size: int, steps: int, warmup: int, device: torch.device)
     batches = [make_batch(cfg, batch_size, generators, device, rng) for _ in range(2)]
     dtype = autocast_dtype(cfg, device)
 
-    def step(batch):
+    def step(i: int) -> torch.Tensor:
         with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            loss, _ = objective(batch)
+            loss, _ = objective(batches[i % 2])
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         objective.after_optimizer_step(0.5)
-        return loss
+        return loss.detach()
 
+    return step, objective
+
+
+def measure(cfg, batch_size: int, steps: int, warmup: int, device: torch.device) -> dict:
+    step, _ = vjepa_step(cfg, batch_size, device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     for i in range(warmup):
-        step(batches[i % 2])
+        step(i)
     sync()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
     for i in range(steps):
-        loss = step(batches[i % 2])
+        loss = step(i)
     sync()
     elapsed = time.perf_counter() - start
     peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
     return {"steps_per_s": steps / elapsed, "clips_per_s": steps * batch_size / elapsed, "peak_gib": peak,
-            "loss": float(loss.detach())}
+            "loss": float(loss)}
 
 
 def main() -> None:
