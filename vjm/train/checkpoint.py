@@ -4,7 +4,7 @@ A checkpoint is a dict of tensors and plain Python values:
 
     {"format": FORMAT, "config": resolved config dict, "step": int, "epoch": int,
      "models": {"encoder": state_dict, "target_encoder": state_dict, "predictor": state_dict},
-     "optimizer": ..., "rng": ..., "data": ..., "masks": ..., "metrics": ...}
+     "optimizer": ..., "ranks": [per-rank RNG state and counters], "data": ..., "masks": ...}
 
 `torch.load(weights_only=True)` reads it, so a checkpoint from an untrusted source cannot run code.
 """

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import random
 import shutil
 from pathlib import Path
@@ -102,9 +103,8 @@ def set_rng_state(state: dict[str, Any]) -> None:
     np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
 
 
-def gather_rng_states(dist: DistInfo) -> list[dict[str, Any]]:
-    """Every rank's RNG state, so that a resume restores each process exactly."""
-    local = rng_state()
+def gather_from_ranks(dist: DistInfo, local: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every rank's `local` (its RNG state and counters), so that a resume restores each process."""
     if not dist.distributed:
         return [local]
     states: list[Any] = [None] * dist.world_size
@@ -170,21 +170,23 @@ class Trainer:
             "epoch": self.step // self.steps_per_epoch,
             "models": {name: module.state_dict() for name, module in self.objective.named_children()},
             "optimizer": self.optimizer.state_dict(),
-            "rng": gather_rng_states(self.dist),
+            "ranks": gather_from_ranks(self.dist, {"rng": rng_state(), "skipped_files": self.skipped_files}),
             "masks": self.collator.state_dict(),
             "data": {"steps_per_epoch": self.steps_per_epoch, "accum_steps": self.accum,
-                     "world_size": self.dist.world_size, "skipped_files": self.skipped_files},
+                     "world_size": self.dist.world_size},
         }
 
     def save(self) -> None:
-        state = self.state()  # every rank joins the RNG gather
+        state = self.state()  # every rank joins the gather of per-rank state
         self.saved_step = self.step
         if not self.dist.is_main:
             return
         save_checkpoint(state, self.latest)
         keep = self.cfg.train.keep_every
         if keep and self.step % keep == 0:
-            shutil.copyfile(self.latest, self.run_dir / f"step{self.step:08d}.pt")
+            kept = self.run_dir / f"step{self.step:08d}.pt"
+            shutil.copyfile(self.latest, kept.with_suffix(".tmp"))
+            os.replace(kept.with_suffix(".tmp"), kept)
         logger.info("checkpoint: step %d -> %s", self.step, self.latest)
 
     def resume(self) -> bool:
@@ -203,13 +205,14 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.collator.load_state_dict(state["masks"])
         self.step = self.saved_step = state["step"]
-        self.skipped_files = data.get("skipped_files", 0)
-        rngs = state["rng"]
-        if len(rngs) == self.dist.world_size:
-            set_rng_state(rngs[self.dist.rank])
+        ranks = state["ranks"]
+        if len(ranks) == self.dist.world_size:
+            set_rng_state(ranks[self.dist.rank]["rng"])
+            self.skipped_files = ranks[self.dist.rank]["skipped_files"]
         else:
             logger.warning("resuming on %d processes from a run on %d: random streams restart",
-                           self.dist.world_size, len(rngs))
+                           self.dist.world_size, len(ranks))
+            self.skipped_files = sum(r["skipped_files"] for r in ranks) if self.dist.is_main else 0
         logger.info("resumed from %s at step %d (epoch %d)", self.latest, self.step, state["epoch"])
         return True
 
