@@ -1,24 +1,35 @@
 #!/usr/bin/env bash
-# One device session: build mamba-ssm for this GPU (once per machine), run the GPU tests, time the
-# encoder forward (issue: foundation) and the V-JEPA training step (issue: main job).
-#   bash bench/gpu_session.sh OUT_DIR [build|tests|forward|train ...]   (default: all)
-# Expects the source archives in .sdists/ and the wheel builder copied to .sdists/build-cuda-wheels.sh.
+# One device session: build mamba-ssm and causal-conv1d for this GPU (or install a build brought
+# along), run the GPU tests, time the encoder forward, the V-JEPA training step and the throughput
+# comparison (issue: GPU fast path).
+#   bash bench/gpu_session.sh OUT_DIR [build|install|tests|forward|train|throughput ...]   (default: all)
+# build: expects the source archives in .sdists/ and the wheel builder copied to
+#   .sdists/build-cuda-wheels.sh; builds both packages side by side (about 7 minutes on an H100),
+#   installs them, and leaves the wheels in OUT_DIR as parts of at most 15 MB (device file limits).
+# install: reassembles such parts from .cudawheels/ (carried) and installs them.
 set -uo pipefail
 out=${1:?output folder}; shift
-steps=${*:-build tests forward train}
+steps=${*:-build tests forward train throughput}
 mkdir -p "$out"
-export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" | tee -a "$out/gpu.txt"
 for step in $steps; do
   case $step in
     build)
-      if ! python3 -c "import mamba_ssm" 2>/dev/null; then
-        WHEEL_DIR=/tmp/wheels bash .sdists/build-cuda-wheels.sh .sdists/mamba_ssm-*.tar.gz 2>&1 | tail -3 | tee "$out/build.txt"
-        python3 -m pip install -q --no-deps /tmp/wheels/mamba_ssm-*.whl 2>&1 | tail -2
-      fi ;;
+      start=$(date +%s)
+      for sdist in .sdists/mamba_ssm-*.tar.gz .sdists/causal_conv1d-*.tar.gz; do
+        MAX_JOBS=8 WHEEL_DIR=/tmp/wheels bash .sdists/build-cuda-wheels.sh "$sdist" 2>&1 | tail -3 &
+      done
+      wait
+      echo "both built in $(( $(date +%s) - start ))s" | tee "$out/build.txt"
+      python3 -m pip install -q --no-deps /tmp/wheels/*.whl 2>&1 | tail -2
+      ls -la /tmp/wheels | tee -a "$out/build.txt"
+      (cd /tmp/wheels && tar cf - *.whl | split -b 15M - "$out/cudawheels.tar.part") ;;
+    install)
+      cat .cudawheels/cudawheels.tar.part* | tar xf - -C /tmp && python3 -m pip install -q --no-deps /tmp/*.whl ;;
     tests)
-      python3 -m pytest -q -m gpu tests/test_scan.py tests/test_models.py 2>&1 | tail -15 | tee "$out/tests.txt" ;;
+      python3 -m pytest -q -m gpu tests/ 2>&1 | tail -25 | tee "$out/tests.txt" ;;
     forward)
       python3 bench/forward.py --model videomamba_tiny --frames 16 --size 224 --backends torch mamba_ssm \
         --dtypes fp32 bf16 2>&1 | tee "$out/forward.txt" ;;
@@ -27,5 +38,7 @@ for step in $steps; do
         python3 -m bench.train_step --fname configs/vjepa_k400_tiny.yaml --set model.scan_backend=$backend \
           --find-max-batch 2>&1 | tee -a "$out/train_step.txt"
       done ;;
+    throughput)
+      python3 -m bench.throughput --scan-backends triton mamba_ssm --profile 2>&1 | tee "$out/throughput.txt" ;;
   esac
 done

@@ -74,8 +74,11 @@ ENCODERS = {  # row label, load_frozen_encoder arguments
 }
 
 
-def pretrain_config(budget: Budget, out: Path, device: str, num_workers: int | None) -> Config:
-    """configs/vjepa_tiny.yaml with the budget's length and toy set; its own run folder per budget."""
+def pretrain_config(budget: Budget, out: Path, device: str, num_workers: int | None,
+                    extra: list[str] = ()) -> Config:
+    """configs/vjepa_tiny.yaml with the budget's length and toy set; its own run folder per budget.
+
+    ``extra`` overrides (``--set``) come last, so they can change the recipe, not only its length."""
     base = load_config(MAIN_CONFIG)
     num_train = budget.toy_num_train or base.data.toy_num_train
     num_val = budget.toy_num_val or base.data.toy_num_val
@@ -91,14 +94,16 @@ def pretrain_config(budget: Budget, out: Path, device: str, num_workers: int | N
         f"data.toy_num_train={num_train}", f"data.toy_num_val={num_val}",
         f"data.num_workers={workers}", f"train.checkpoint_every={min(100, steps_per_epoch)}",
     ]
-    return load_config(MAIN_CONFIG, overrides)
+    return load_config(MAIN_CONFIG, overrides + list(extra))
 
 
 def probe_overrides(pre: Config, probe_epochs: int | None, features: Path, num_workers: int) -> list[str]:
-    """The toy probe configs, pointed at the pre-training run's toy set."""
+    """The toy probe configs, pointed at the pre-training run's kind of toy videos.
+
+    The probe's own counts stay (a labelled set larger than pre-training's, whose first videos are
+    pre-training's); frames, size and seed follow pre-training."""
     d = pre.data
-    overrides = [f"data.toy_root={d.toy_root}", f"data.toy_num_train={d.toy_num_train}",
-                 f"data.toy_num_val={d.toy_num_val}", f"data.toy_frames={d.toy_frames}", f"data.toy_size={d.toy_size}",
+    overrides = [f"data.toy_root={d.toy_root}", f"data.toy_frames={d.toy_frames}", f"data.toy_size={d.toy_size}",
                  f"data.toy_seed={pre.run.seed}", f"data.num_workers={num_workers}",
                  f"train.feature_cache_dir={features}"]
     return overrides + ([f"train.epochs={probe_epochs}"] if probe_epochs else [])
@@ -131,6 +136,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--checkpoint", help="probe this pre-training checkpoint instead of pre-training "
                                              "(its toy set and step count come from the checkpoint)")
+    parser.add_argument("--set", dest="pretrain_set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                        help="override keys of the pre-training config, e.g. objective.var_weight=1.0 "
+                             "(use another --out per recipe: the run folder is named by the budget only)")
     parser.add_argument("--probe-set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                         help="override keys of both toy probe configs, e.g. 'optim.lr=[1e-2,3e-3]'")
     parser.add_argument("--out", default="runs/quality", help="folder for the runs, features and the table")
@@ -147,6 +155,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     started = time.monotonic()
     if args.checkpoint:
+        if args.pretrain_set:
+            parser.error("--set changes the pre-training recipe; with --checkpoint there is no pre-training")
         checkpoint = Path(args.checkpoint)
         state = load_checkpoint(checkpoint)
         pre, steps = config_from_dict(state["config"], where=f"{checkpoint} (saved config)"), state["step"]
@@ -154,7 +164,7 @@ def main(argv: list[str] | None = None) -> dict:
         if args.num_workers is not None:
             pre.data.num_workers = args.num_workers
     else:
-        pre = pretrain_config(budget, out, device, args.num_workers)
+        pre = pretrain_config(budget, out, device, args.num_workers, args.pretrain_set)
         steps = pre.train.epochs * pre.train.steps_per_epoch
         logger.info("pre-training %s for %d steps on %s -> %s", pre.model.name, steps, device, pre.run_dir)
         launch_local(pre, [device])  # resumes, or returns at once when the run is complete
@@ -173,24 +183,27 @@ def main(argv: list[str] | None = None) -> dict:
             # A folder per probe setting, so that another --probe-epochs or --probe-set starts afresh.
             setting = hashlib.sha1(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:8]
             result = run_probe(cfg, encoder, info, checkpoint.parent / f"probe_{task}_{key}_{setting}", device)
-            probe_epochs = cfg.train.epochs
+            probe_epochs, probe_data = cfg.train.epochs, cfg.data
             rows[label][task] = {"top1": result.top1, "top5": result.top5,
                                  "chance_top1": result.results["chance_top1"], "results": str(result.results_path)}
     total_s = time.monotonic() - started
 
     budget_name = "given checkpoint" if args.checkpoint else f"{args.budget} budget"
     title = (f"Toy tasks, attentive probe on frozen {pre.model.name} ({budget_name}: {steps} pre-training "
-             f"steps of {pre.data.batch_size} clips, {pre.data.toy_num_train} train / {pre.data.toy_num_val} val "
-             f"videos, {probe_epochs} probe epochs, {device}; {pretrain_s / 60:.1f} min pre-training, "
-             f"{total_s / 60:.1f} min in all)")
+             f"steps of {pre.data.batch_size} clips on {pre.data.toy_num_train} videos; probe {probe_epochs} epochs "
+             f"on {probe_data.toy_num_train} train / {probe_data.toy_num_val} val videos; {device}; "
+             f"{pretrain_s / 60:.1f} min pre-training, {total_s / 60:.1f} min in all)")
     table = format_table(rows, title)
     print(table)
     summary = {"budget": budget_name, "steps": steps, "device": device, "probe_epochs": probe_epochs,
-               "toy_num_train": pre.data.toy_num_train, "toy_num_val": pre.data.toy_num_val,
+               "toy_num_train": pre.data.toy_num_train, "probe_num_train": probe_data.toy_num_train,
+               "probe_num_val": probe_data.toy_num_val,
                "pretrain_minutes": pretrain_s / 60, "total_minutes": total_s / 60,
                "checkpoint": str(checkpoint), "rows": rows}
     out.mkdir(parents=True, exist_ok=True)
     stem = out / f"quality_{'checkpoint' if args.checkpoint else args.budget}_{steps}steps"
+    if args.probe_set:  # another probe setting of the same pre-training: a table of its own
+        stem = stem.with_name(f"{stem.name}_probe-{hashlib.sha1(' '.join(args.probe_set).encode()).hexdigest()[:6]}")
     stem.with_suffix(".md").write_text(table + "\n")
     stem.with_suffix(".json").write_text(json.dumps(summary, indent=1))
     print(stem.with_suffix(".md"))

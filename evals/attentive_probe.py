@@ -161,7 +161,8 @@ def build_heads(cfg: EvalConfig, embed_dim: int, num_classes: int) -> ProbeHeads
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.run.seed)
         return ProbeHeads(AttentiveClassifier(embed_dim, num_classes, num_queries=p.num_queries,
-                                              num_heads=p.num_heads, mlp_ratio=p.mlp_ratio, depth=p.depth)
+                                              num_heads=p.num_heads, mlp_ratio=p.mlp_ratio, depth=p.depth,
+                                              feature_norm=p.feature_norm)
                           for _ in cfg.optim.grid)
 
 

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from evals.probe import FEATURE_NORMS
 from vjm.config import (
     AT_LEAST_1,
     NONNEG,
@@ -100,6 +101,8 @@ class ProbeConfig:
     mlp_ratio: float = param(4.0, "hidden width of each block's MLP over the encoder's width", range=POSITIVE)
     segments: str = param("joint", "attend over the tokens of all segments together, or classify each "
                                    "segment separately and average", choices=("joint", "separate"))
+    feature_norm: str = param("none", "standardise each channel of the frozen tokens first (BatchNorm without "
+                                      "affine, as MAE's linear probe), or not", choices=FEATURE_NORMS)
 
 
 @dataclass

@@ -19,6 +19,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+FEATURE_NORMS = ("none", "batchnorm")
+
 __all__ = ["AttentiveClassifier", "AttentivePooler", "CrossAttentionBlock", "ProbeHeads", "SelfAttentionBlock",
            "average_predictions", "pad_tokens"]
 
@@ -142,18 +144,47 @@ class AttentivePooler(nn.Module):
         return self.cross_block(queries, tokens, mask)
 
 
+class TokenStandardizer(nn.Module):
+    """Per-channel standardisation of the frozen tokens, statistics over the valid tokens of the batch.
+
+    MAE's linear probe puts a BatchNorm without affine before its head for the same reason: frozen
+    features of different encoders differ in scale by channel, and the probe should not have to learn
+    that first. Running statistics serve evaluation.
+    """
+
+    def __init__(self, embed_dim: int):
+        super().__init__()
+        self.norm = nn.BatchNorm1d(embed_dim, affine=False)
+
+    def forward(self, tokens: torch.Tensor, key_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        if key_padding_mask is None:
+            return self.norm(tokens.flatten(0, 1)).view_as(tokens)
+        valid = ~key_padding_mask
+        out = torch.zeros_like(tokens)
+        out[valid] = self.norm(tokens[valid])
+        return out
+
+
 class AttentiveClassifier(nn.Module):
-    """Attentive pooler, then a linear head on the mean of the query outputs: B x N x D -> B x classes."""
+    """Attentive pooler, then a linear head on the mean of the query outputs: B x N x D -> B x classes.
+
+    ``feature_norm="batchnorm"`` standardises each channel of the tokens first (TokenStandardizer).
+    """
 
     def __init__(self, embed_dim: int, num_classes: int, num_queries: int = 1, num_heads: int = 12,
-                 mlp_ratio: float = 4.0, depth: int = 1):
+                 mlp_ratio: float = 4.0, depth: int = 1, feature_norm: str = "none"):
         super().__init__()
+        if feature_norm not in FEATURE_NORMS:
+            raise ValueError(f"feature_norm must be one of {FEATURE_NORMS}, got {feature_norm!r}")
+        self.standardize = TokenStandardizer(embed_dim) if feature_norm == "batchnorm" else None
         self.pooler = AttentivePooler(embed_dim, num_queries, num_heads, mlp_ratio, depth)
         self.head = nn.Linear(embed_dim, num_classes)
         nn.init.trunc_normal_(self.head.weight, std=0.02)
         nn.init.zeros_(self.head.bias)
 
     def forward(self, tokens: torch.Tensor, key_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        if self.standardize is not None:
+            tokens = self.standardize(tokens, key_padding_mask)
         return self.head(self.pooler(tokens, key_padding_mask).mean(dim=1))
 
 

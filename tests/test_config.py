@@ -49,7 +49,8 @@ def test_main_config_loads_with_derived_defaults():
     assert (cfg.data.dataset, cfg.data.crop_size, cfg.data.frames_per_clip) == ("toy", 64, 8)
     assert cfg.model.name == "videomamba_tiny"
     assert cfg.optim.lr == pytest.approx(6.25e-4)  # written '6.25e-4', which YAML 1.1 reads as a string
-    assert isinstance(cfg.optim.ema_momentum, tuple) and cfg.optim.ema_momentum == (0.998, 1.0)
+    assert isinstance(cfg.optim.ema_momentum, tuple) and cfg.optim.ema_momentum == (0.99, 1.0)
+    assert (cfg.objective.context_var_weight, cfg.objective.context_cov_weight) == (1.0, 0.04)
 
 
 def test_defaults_are_the_vjepa_mask_pair_and_valid():

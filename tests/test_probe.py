@@ -398,6 +398,25 @@ def test_cached_and_streamed_features_agree(toy_root, tmp_path):
 # ------------------------------------------------------------------------------------------ configs and the CLI
 
 
+def test_feature_standardisation_uses_only_valid_tokens():
+    torch.manual_seed(0)
+    classifier = AttentiveClassifier(32, num_classes=5, num_heads=4, feature_norm="batchnorm")
+    tokens = 5.0 + 3.0 * torch.randn(4, 6, 32)
+    padding = torch.zeros(4, 6, dtype=torch.bool)
+    padding[0, 3:] = True
+    standardised = classifier.standardize(tokens, padding)
+    valid = standardised[~padding]
+    torch.testing.assert_close(valid.mean(0), torch.zeros(32), atol=1e-5, rtol=0)
+    torch.testing.assert_close(valid.std(0, unbiased=False), torch.ones(32), atol=1e-3, rtol=0)
+    assert standardised[padding].abs().sum() == 0
+    # Padding must not change the result: the same valid tokens with garbage in the padded slots.
+    garbage = tokens.clone()
+    garbage[padding] = 1e6
+    torch.testing.assert_close(classifier.standardize(garbage, padding), standardised)
+    with pytest.raises(ValueError, match="feature_norm must be one of"):
+        AttentiveClassifier(32, num_classes=5, num_heads=4, feature_norm="layernorm")
+
+
 @pytest.mark.parametrize("name, classes, frames, segments, views", [
     ("ssv2_16x2x3", 174, 16, 2, 3), ("k400_16x8x3", 400, 16, 8, 3), ("in1k_224", 1000, 1, 1, 1)])
 def test_benchmark_configs(name, classes, frames, segments, views):
@@ -412,9 +431,10 @@ def test_toy_configs_match_the_main_job(task, classes):
     cfg = load_eval_config(REPO / "configs" / "eval" / f"toy_{task}.yaml")
     main = load_config(REPO / "configs" / "vjepa_tiny.yaml")
     assert (cfg.data.toy_task, cfg.data.num_classes) == (task, classes)
-    for key in ("toy_root", "toy_num_train", "toy_num_val", "toy_frames", "toy_size", "frames_per_clip",
-                "frame_step", "crop_size"):
+    for key in ("toy_root", "toy_frames", "toy_size", "frames_per_clip", "frame_step", "crop_size"):
         assert getattr(cfg.data, key) == getattr(main.data, key), key
+    # A larger labelled set whose first videos are pre-training's (a toy video depends on its index only).
+    assert cfg.data.toy_num_train >= main.data.toy_num_train and cfg.data.toy_num_val >= main.data.toy_num_val
     assert cfg.data.toy_seed == main.run.seed
     assert not cfg.data.augment and cfg.train.cache_features
 

@@ -14,7 +14,7 @@ import yaml
 from vjm.config import config_from_dict, load_config
 from vjm.models import Predictor, sincos_3d
 from vjm.objectives import build_objective
-from vjm.objectives.vjepa import VJEPA, variance_term
+from vjm.objectives.vjepa import VJEPA, context_regularizers, variance_term
 from vjm.train.distributed import DistInfo
 from vjm.train.engine import NonFiniteLossError, Trainer
 from vjm.train.optim import Schedules, build_optimizer, decays
@@ -148,7 +148,7 @@ def test_vjepa_loss_is_l1_to_layernormed_targets_averaged_over_masks():
         expected_var.append(torch.sqrt(pred.var(dim=-1) + 1e-4).mean())
     expected = torch.stack(expected_l1).mean() + 0.5 * torch.stack(expected_var).mean()
     torch.testing.assert_close(loss, expected)
-    assert set(metrics) == {"loss", "l1", "var", "l1_mask0", "l1_mask1"}
+    assert set(metrics) == {"loss", "l1", "var", "l1_mask0", "l1_mask1", "context_var", "context_cov"}
 
 
 def test_variance_forms():
@@ -159,6 +159,42 @@ def test_variance_forms():
 
 
 # ----------------------------------------------------------------------------- the loop
+
+
+def test_context_regularizers_penalise_collapsed_and_correlated_tokens():
+    torch.manual_seed(0)
+    collapsed = torch.ones(4, 16, 8)  # every token the same: no variance, no covariance
+    variance, covariance = context_regularizers(collapsed)
+    assert variance.item() == pytest.approx(1.0 - 1e-2, abs=1e-6) and covariance.item() == 0.0
+    spread = 3.0 * torch.randn(4, 512, 8)  # std 3 > 1, independent features
+    variance, covariance = context_regularizers(spread)
+    assert variance.item() == 0.0 and covariance.item() < 0.5
+    shared = torch.randn(4, 512, 1)
+    correlated = 3.0 * shared.expand(-1, -1, 8) + 0.1 * torch.randn(4, 512, 8)  # one direction, 8 copies
+    _, correlated_cov = context_regularizers(correlated)
+    assert correlated_cov.item() > 50 * covariance.item()
+
+
+def test_context_regularizers_enter_the_loss_with_their_weights_and_train_the_encoder():
+    from vjm.models import build
+
+    torch.manual_seed(0)
+    encoder = build("vit_tiny", embed_dim=8, depth=1, num_heads=2)
+    predictor = Predictor(8, width=8, depth=1, kind="attention", num_heads=2, num_mask_tokens=1)
+    batch = {"clip": torch.randn(2, 3, 2, 32, 32), "masks": [(torch.tensor([[0, 1], [0, 2]]),
+                                                               torch.tensor([[2, 3], [1, 3]]))]}
+    plain = VJEPA(encoder, predictor)
+    loss, metrics = plain(batch)
+    regularised = VJEPA(encoder, predictor, context_var_weight=2.0, context_cov_weight=0.5)
+    regularised.target_encoder.load_state_dict(plain.target_encoder.state_dict())
+    reg_loss, _ = regularised(batch)
+    torch.testing.assert_close(reg_loss, loss + 2.0 * metrics["context_var"] + 0.5 * metrics["context_cov"])
+    assert metrics["context_var"] > 0
+    # The terms alone reach the encoder, not the predictor.
+    encoder.zero_grad(), predictor.zero_grad()
+    (regularised(batch)[0] - plain(batch)[0]).backward()
+    assert encoder.patch_embed.proj.weight.grad.abs().sum() > 0
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in predictor.parameters())
 
 
 def test_training_writes_checkpoint_csv_and_tensorboard(tmp_path, toy_root):
@@ -265,3 +301,17 @@ def test_shipped_pretraining_configs_load_and_build(path):
 
     grid = token_grid(cfg.data.frames_per_clip, cfg.data.crop_size, cfg.model.patch_size, cfg.model.tubelet_size)
     assert len(build_mask_generators(cfg.masks, grid)) == len(cfg.masks)
+
+
+@pytest.mark.gpu
+def test_rng_state_restores_from_a_checkpoint_loaded_onto_the_gpu():
+    from vjm.train.engine import rng_state, set_rng_state
+
+    saved = rng_state()
+    expected = (torch.rand(3), torch.rand(3, device="cuda"))
+    # load_checkpoint(map_location=cuda) moves every tensor of the state onto the GPU.
+    on_gpu = {**saved, "torch": saved["torch"].cuda(), "cuda": [s.cuda() for s in saved["cuda"]],
+              "numpy": [saved["numpy"][0], saved["numpy"][1].cuda(), *saved["numpy"][2:]]}
+    set_rng_state(on_gpu)
+    assert torch.equal(torch.rand(3), expected[0])
+    assert torch.equal(torch.rand(3, device="cuda"), expected[1])

@@ -213,6 +213,11 @@ class ObjectiveConfig:
     var_form: str = param("sqrt", "variance term: mean sqrt(var + eps), or mean relu(1 - std) (V-JEPA's code)",
                           choices=("sqrt", "hinge"))
     target_layernorm: bool = param(True, "layer-normalise target features before the loss")
+    context_var_weight: float = param(0.0, "weight of VICReg's variance term (relu(1 - std) per feature over the "
+                                           "batch's context tokens) on the context encoder's output; 0 = off",
+                                      range=NONNEG)
+    context_cov_weight: float = param(0.0, "weight of VICReg's covariance term (squared off-diagonal covariances "
+                                           "/ width) on the context encoder's output; 0 = off", range=NONNEG)
 
 
 @dataclass

@@ -27,7 +27,8 @@ def build_vjepa(cfg: Config) -> VJEPA:
     )
     obj = cfg.objective
     return VJEPA(encoder, predictor, loss=obj.loss, var_weight=obj.var_weight, var_form=obj.var_form,
-                 target_layernorm=obj.target_layernorm, ema_momentum=tuple(cfg.optim.ema_momentum))
+                 target_layernorm=obj.target_layernorm, ema_momentum=tuple(cfg.optim.ema_momentum),
+                 context_var_weight=obj.context_var_weight, context_cov_weight=obj.context_cov_weight)
 
 
 OBJECTIVES: dict[str, Callable[[Config], nn.Module]] = {"vjepa": build_vjepa}

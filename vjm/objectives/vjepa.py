@@ -33,10 +33,28 @@ def variance_term(pred: torch.Tensor, form: str) -> torch.Tensor:
     raise ValueError(f"variance form must be 'sqrt' or 'hinge', got {form!r}")
 
 
+def context_regularizers(context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """VICReg's variance and covariance terms on the context encoder's tokens, (B, K, D).
+
+    Every context token of the batch is one sample: variance = mean over features of
+    relu(1 - std), covariance = sum of the squared off-diagonal covariances / D. Together they
+    keep the context encoder from collapsing its tokens onto a few directions, which the EMA
+    target then inherits.
+    """
+    tokens = context.float().flatten(0, 1)
+    tokens = tokens - tokens.mean(dim=0)
+    variance = F.relu(1.0 - torch.sqrt(tokens.var(dim=0) + VAR_EPS)).mean()
+    cov = tokens.T @ tokens / max(tokens.shape[0] - 1, 1)
+    dim = cov.shape[0]
+    covariance = (cov.square().sum() - cov.diagonal().square().sum()) / dim
+    return variance, covariance
+
+
 class VJEPA(nn.Module):
     def __init__(self, encoder: nn.Module, predictor: nn.Module, loss: str = "l1", var_weight: float = 0.0,
                  var_form: str = "sqrt", target_layernorm: bool = True,
-                 ema_momentum: tuple[float, float] = (0.998, 1.0)):
+                 ema_momentum: tuple[float, float] = (0.998, 1.0), context_var_weight: float = 0.0,
+                 context_cov_weight: float = 0.0):
         super().__init__()
         if loss not in ("l1", "l2"):
             raise ValueError(f"VJEPA: loss must be 'l1' or 'l2', got {loss!r}")
@@ -44,6 +62,7 @@ class VJEPA(nn.Module):
         self.target_encoder = copy.deepcopy(encoder).requires_grad_(False)
         self.predictor = predictor
         self.loss, self.var_weight, self.var_form = loss, var_weight, var_form
+        self.context_var_weight, self.context_cov_weight = context_var_weight, context_cov_weight
         self.target_layernorm, self.ema_momentum = target_layernorm, ema_momentum
 
     def train(self, mode: bool = True):
@@ -62,17 +81,21 @@ class VJEPA(nn.Module):
         clip, masks = batch["clip"], batch["masks"]
         grid = self.encoder.patch_embed.grid(clip.shape)
         targets = self.targets(clip)
-        distances, variances = [], []
+        distances, variances, context_terms = [], [], []
         for mask_index, (context_idx, target_idx) in enumerate(masks):
             context = self.encoder(clip, keep=context_idx)
             pred = self.predictor(context, context_idx, target_idx, grid, mask_index)
             diff = pred.float() - gather_tokens(targets, target_idx).float()
             distances.append(diff.abs().mean() if self.loss == "l1" else diff.square().mean())
             variances.append(variance_term(pred, self.var_form))
+            context_terms.append(torch.stack(context_regularizers(context)))
         distance = torch.stack(distances).mean()
         variance = torch.stack(variances).mean()
-        loss = distance + self.var_weight * variance
-        metrics = {"loss": loss.detach(), f"{self.loss}": distance.detach(), "var": variance.detach()}
+        context_var, context_cov = torch.stack(context_terms).mean(dim=0)
+        loss = (distance + self.var_weight * variance
+                + self.context_var_weight * context_var + self.context_cov_weight * context_cov)
+        metrics = {"loss": loss.detach(), f"{self.loss}": distance.detach(), "var": variance.detach(),
+                   "context_var": context_var.detach(), "context_cov": context_cov.detach()}
         for mask_index, value in enumerate(distances):
             metrics[f"{self.loss}_mask{mask_index}"] = value.detach()
         return loss, metrics
