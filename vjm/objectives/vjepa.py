@@ -65,6 +65,10 @@ class VJEPA(nn.Module):
         self.context_var_weight, self.context_cov_weight = context_var_weight, context_cov_weight
         self.target_layernorm, self.ema_momentum = target_layernorm, ema_momentum
 
+    @property
+    def regularises_context(self) -> bool:
+        return self.context_var_weight > 0 or self.context_cov_weight > 0
+
     def train(self, mode: bool = True):
         super().train(mode)
         self.target_encoder.eval()  # no drop path in the teacher
@@ -88,7 +92,9 @@ class VJEPA(nn.Module):
             diff = pred.float() - gather_tokens(targets, target_idx).float()
             distances.append(diff.abs().mean() if self.loss == "l1" else diff.square().mean())
             variances.append(variance_term(pred, self.var_form))
-            context_terms.append(torch.stack(context_regularizers(context)))
+            # Logged even when off: a falling context_var / rising context_cov is collapse under way.
+            with torch.set_grad_enabled(torch.is_grad_enabled() and self.regularises_context):
+                context_terms.append(torch.stack(context_regularizers(context)))
         distance = torch.stack(distances).mean()
         variance = torch.stack(variances).mean()
         context_var, context_cov = torch.stack(context_terms).mean(dim=0)

@@ -18,18 +18,19 @@ DEFAULT_CHUNK = 64
 def _scan_chunk(h, u, delta, A, B, C):
     """One chunk in the accumulation dtype. h: (b, e, n); u, delta: (b, e, k); A: (e, n); B, C: (b, n, k)."""
     # Time-major views; each step builds its decay and input from (b, e) and (b, n) slices, so the
-    # (b, e, n) state stays in cache and no k x b x e x n tensor is written: on a CPU this is 1.5-6x
-    # faster than batching the chunk's decays, which streams them through memory.
+    # (b, e, n) state stays in cache and no k x b x e x n tensor is written: on a CPU the forward is
+    # 2-3x faster than batching the chunk's decays, which streams them through memory
+    # (bench/scan_cpu.py, docs/PERFORMANCE.md).
     delta_t = delta.permute(2, 0, 1).unsqueeze(-1)
     scaled_u = (delta * u).permute(2, 0, 1).unsqueeze(-1)
     B_t = B.permute(2, 0, 1).unsqueeze(2)
-    C_t = C.permute(2, 0, 1).unsqueeze(-1)
+    C_t = C.permute(2, 0, 1).unsqueeze(2)
     outputs = []
     # unbind, not indexing: the backward of one index per step would zero-fill the whole chunk each time.
     for dt, x, b, c in zip(delta_t.unbind(0), scaled_u.unbind(0), B_t.unbind(0), C_t.unbind(0)):
         h = torch.addcmul(h * torch.exp(dt * A), x, b)  # h_t = exp(dt_t A) h_{t-1} + dt_t u_t B_t
-        outputs.append(torch.bmm(h, c))                 # y_t = C_t . h_t
-    return torch.cat(outputs, dim=-1), h
+        outputs.append((h * c).sum(-1))                 # y_t = C_t . h_t
+    return torch.stack(outputs, dim=-1), h
 
 
 def selective_scan_torch(
