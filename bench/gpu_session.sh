@@ -5,8 +5,9 @@
 #   bash bench/gpu_session.sh OUT_DIR [build|install|tests|forward|train|throughput ...]   (default: all)
 # build: expects the source archives in .sdists/ and the wheel builder copied to
 #   .sdists/build-cuda-wheels.sh; builds both packages side by side (about 7 minutes on an H100),
-#   installs them, and leaves the wheels in OUT_DIR as parts of at most 15 MB (device file limits).
-# install: reassembles such parts from .cudawheels/ (carried) and installs them.
+#   installs them, and leaves their unpacked contents in OUT_DIR as an xz tar in parts of at most
+#   15 MB (the device's file limits; xz keeps both under the 64 MiB a call can carry).
+# install: copy those parts into .cudawheels/, carry it, and this step unpacks them onto PYTHONPATH.
 set -uo pipefail
 out=${1:?output folder}; shift
 steps=${*:-build tests forward train throughput}
@@ -25,9 +26,11 @@ for step in $steps; do
       echo "both built in $(( $(date +%s) - start ))s" | tee "$out/build.txt"
       python3 -m pip install -q --no-deps /tmp/wheels/*.whl 2>&1 | tail -2
       ls -la /tmp/wheels | tee -a "$out/build.txt"
-      (cd /tmp/wheels && tar cf - *.whl | split -b 15M - "$out/cudawheels.tar.part") ;;
+      mkdir -p /tmp/cuda_site && for w in /tmp/wheels/*.whl; do python3 -m zipfile -e "$w" /tmp/cuda_site; done
+      tar cf - -C /tmp/cuda_site . | xz -T0 -6 | split -b 15M - "$out/cuda_site.tar.xz.part" ;;
     install)
-      cat .cudawheels/cudawheels.tar.part* | tar xf - -C /tmp && python3 -m pip install -q --no-deps /tmp/*.whl ;;
+      mkdir -p /tmp/cuda_site && cat .cudawheels/cuda_site.tar.xz.part* | tar xJf - -C /tmp/cuda_site
+      export PYTHONPATH=$PYTHONPATH:/tmp/cuda_site ;;
     tests)
       python3 -m pytest -q -m gpu tests/ 2>&1 | tail -25 | tee "$out/tests.txt" ;;
     forward)

@@ -37,7 +37,7 @@ for name in "${!RECIPES[@]}"; do
     args=(--budget large --steps "${words[0]}" --device cuda --encoders $encoders --out "$out/$name")
     [ ${#words[@]} -gt 1 ] && args+=(--set "${words[@]:1}")
     [ ${#probe_sets[@]} -gt 0 ] && args+=(--probe-set "${probe_sets[@]}")
-    ${DRY:-} python3 -m bench.quality "${args[@]}"
+    python3 -m bench.quality "${args[@]}"
   ) > "$out/$name.log" 2>&1 &
 done
 wait
