@@ -2,7 +2,7 @@
 # One device session: build mamba-ssm and causal-conv1d for this GPU (or install a build brought
 # along), run the GPU tests, time the encoder forward, the V-JEPA training step and the throughput
 # comparison (issue: GPU fast path).
-#   bash bench/gpu_session.sh OUT_DIR [build|install|tests|forward|train|throughput ...]   (default: all)
+#   bash bench/gpu_session.sh OUT_DIR [build|install|tests|scan|forward|train|throughput ...]   (default: all)
 # build: expects the source archives in .sdists/ and the wheel builder copied to
 #   .sdists/build-cuda-wheels.sh; builds both packages side by side (about 7 minutes on an H100),
 #   installs them, and leaves their unpacked contents in OUT_DIR as an xz tar in parts of at most
@@ -10,7 +10,7 @@
 # install: copy those parts into .cudawheels/, carry it, and this step unpacks them onto PYTHONPATH.
 set -uo pipefail
 out=${1:?output folder}; shift
-steps=${*:-build tests forward train throughput}
+steps=${*:-build tests scan forward train throughput}
 mkdir -p "$out"
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out/gpu.txt"
@@ -33,6 +33,8 @@ for step in $steps; do
       export PYTHONPATH=$PYTHONPATH:/tmp/cuda_site ;;
     tests)
       python3 -m pytest -q -m gpu tests/ 2>&1 | tail -25 | tee "$out/tests.txt" ;;
+    scan)
+      python3 bench/scan.py --backends triton mamba_ssm 2>&1 | tee "$out/scan.txt" ;;
     forward)
       python3 bench/forward.py --model videomamba_tiny --frames 16 --size 224 --backends torch mamba_ssm \
         --dtypes fp32 bf16 2>&1 | tee "$out/forward.txt" ;;

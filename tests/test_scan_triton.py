@@ -28,22 +28,49 @@ def rel(a, b):
     return ((a.double() - b.double()).norm() / b.double().norm().clamp_min(1e-30)).item()
 
 
-def scan_and_grads(fn, inputs, cotangent, **kwargs):
+def channel_major(t):
+    """(batch, E, L) laid out as (E, batch, L): the mixer's layout."""
+    return t.transpose(0, 1).contiguous().transpose(0, 1)
+
+
+def mixer_layout(inputs):
+    """The inputs as MambaMixer makes them, through differentiable views: u, delta and z in its
+    (E, batch x L) layout, z the second half of a (2E, batch x L) tensor, B and C column slices of
+    one (batch x L, 3 + 2N) matrix."""
+    laid = dict(inputs, u=channel_major(inputs["u"]), delta=channel_major(inputs["delta"]))
+    if inputs.get("z") is not None:
+        dim = inputs["z"].shape[1]
+        laid["z"] = channel_major(torch.cat([torch.zeros_like(inputs["z"]), inputs["z"]], 1))[:, dim:]
+    B, C = inputs["B"], inputs["C"]
+    state = B.shape[1]
+    x_dbl = torch.cat([torch.zeros_like(B[:, :3]), B, C], 1).transpose(1, 2).contiguous()
+    laid["B"], laid["C"] = (x_dbl[..., 3 + i * state : 3 + (i + 1) * state].transpose(1, 2) for i in (0, 1))
+    return laid
+
+
+def scan_and_grads(fn, inputs, cotangent, layout=None, **kwargs):
     leaves = {k: v.detach().clone().requires_grad_(True) for k, v in inputs.items()}
-    out = fn(**leaves, **kwargs)
+    out = fn(**(layout(leaves) if layout else leaves), **kwargs)
     out.backward(cotangent.to(out.dtype))
     return out.detach(), {k: v.grad for k, v in leaves.items()}
 
 
-def compare(inputs, dtype, reverse, softplus=True):
-    """Errors of the Triton scan (inputs cast to `dtype`) against the float64 reference."""
+def compare(inputs, dtype, reverse, softplus=True, layout="contiguous"):
+    """Errors of the Triton scan (inputs cast to `dtype`) against the float64 reference.
+    layout "mixer": the Triton scan reads its inputs in the mixer's strided layout, and the
+    gradient it receives is channels-last (as out_proj's backward gives it)."""
     cast = {k: v.to(dtype) if k in LOW_PRECISION else v.float() for k, v in inputs.items()}
     exact = {k: v.double() for k, v in cast.items()}  # the same rounded values, in float64
     cotangent = torch.randn(inputs["u"].shape, generator=torch.Generator().manual_seed(1)).to(inputs["u"].device)
     kwargs = dict(delta_softplus=softplus, reverse=reverse)
-    out, grads = scan_and_grads(scan_triton.selective_scan_triton, cast, cotangent, **kwargs)
+    mixer = layout == "mixer"
+    triton_cotangent = cotangent.transpose(1, 2).contiguous().transpose(1, 2) if mixer else cotangent
+    out, grads = scan_and_grads(scan_triton.selective_scan_triton, cast, triton_cotangent,
+                                layout=mixer_layout if mixer else None, **kwargs)
     ref_out, ref_grads = scan_and_grads(selective_scan_torch, exact, cotangent.double(), **kwargs)
     assert out.dtype == dtype
+    if mixer:  # the output comes back in u's layout, not as a copy
+        assert out.stride() == channel_major(cast["u"]).stride()
     errors = {"out": rel(out, ref_out)}
     for key in inputs:
         assert grads[key].dtype == cast[key].dtype and grads[key].shape == cast[key].shape, key
@@ -54,13 +81,15 @@ def compare(inputs, dtype, reverse, softplus=True):
 # --- CPU: the kernels under Triton's interpreter ----------------------------------------------
 
 INTERPRETER_CASES = [
-    # (batch, E, N, L), full (D, z, delta_bias), reverse, dtype, time cut into segments
-    ((1, 3, 3, 9), True, False, "float32", False),
-    ((2, 5, 16, 1), True, True, "float32", True),
-    ((2, 37, 16, 21), True, False, "float32", True),  # two channel blocks, the second one partial
-    ((2, 37, 16, 21), False, True, "float32", False),
-    ((1, 4, 5, 19), True, True, "bfloat16", True),
-    ((1, 4, 4, 45), True, True, "float32", True),  # six chunks of 8 steps, one a segment
+    # (batch, E, N, L), full (D, z, delta_bias), reverse, dtype, time cut into segments, layout
+    ((1, 3, 3, 9), True, False, "float32", False, "contiguous"),
+    ((2, 5, 16, 1), True, True, "float32", True, "contiguous"),
+    ((2, 37, 16, 21), True, False, "float32", True, "contiguous"),  # two channel blocks, the second partial
+    ((2, 37, 16, 21), False, True, "float32", False, "contiguous"),
+    ((1, 4, 5, 19), True, True, "bfloat16", True, "contiguous"),
+    ((1, 4, 4, 45), True, True, "float32", True, "contiguous"),  # six chunks of 8 steps, one a segment
+    ((3, 6, 4, 21), True, True, "float32", True, "mixer"),
+    ((2, 5, 3, 17), True, False, "bfloat16", False, "mixer"),
 ]
 
 INTERPRETER_SCRIPT = """
@@ -73,11 +102,11 @@ from test_scan import random_inputs
 # Small tiles and chunks: short sequences cross tile and chunk boundaries, and it stays quick.
 scan_triton.FWD_TILE, scan_triton.BWD_TILE, scan_triton.CHUNK = 4, 2, 8
 results = []
-for shape, full, reverse, dtype, segments in INTERPRETER_CASES:
+for shape, full, reverse, dtype, segments, layout in INTERPRETER_CASES:
     # One segment per sequence, or as many segments (of one chunk) as the sequence has chunks.
     scan_triton.TARGET_PROGRAMS = 10**6 if segments else 1
     inputs = random_inputs(*shape, dtype=torch.float32, seed=sum(shape), full=full)
-    results.append(compare(inputs, getattr(torch, dtype), reverse))
+    results.append(compare(inputs, getattr(torch, dtype), reverse, layout=layout))
 print(json.dumps(results))
 """
 
@@ -90,10 +119,10 @@ def test_kernels_match_reference_under_the_interpreter():
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(done.stdout.strip().splitlines()[-1])
-    for (shape, full, reverse, dtype, segments), errors in zip(INTERPRETER_CASES, results):
+    for (shape, full, reverse, dtype, segments, layout), errors in zip(INTERPRETER_CASES, results):
         tol = 1e-4 if dtype == "float32" else 2e-2
         bad = {k: v for k, v in errors.items() if not v <= tol}  # `not <=` also catches NaN
-        assert not bad, f"shape {shape}, full={full}, reverse={reverse}, {dtype}, segments={segments}: {bad}"
+        assert not bad, f"shape {shape}, full={full}, reverse={reverse}, {dtype}, segments={segments}, {layout}: {bad}"
 
 
 def test_cpu_tensors_are_refused_without_the_interpreter():
@@ -139,6 +168,16 @@ def test_gpu_matches_reference(shape, dtype, reverse):
     full = shape[-1] != 8192 or not reverse  # the 8192 case also runs without D, z, bias once
     inputs = {k: v.cuda() for k, v in random_inputs(*shape, dtype=torch.float32, seed=sum(shape), full=full).items()}
     errors = compare(inputs, getattr(torch, dtype), reverse)
+    bad = {k: v for k, v in errors.items() if not v <= TOLERANCE[dtype]}
+    assert not bad, bad
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(triton_missing is not None, reason=f"{triton_missing}")
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_gpu_reads_the_mixer_layout_in_place(dtype):
+    inputs = {k: v.cuda() for k, v in random_inputs(3, 96, 16, 777, dtype=torch.float32, seed=11).items()}
+    errors = compare(inputs, getattr(torch, dtype), reverse=True, layout="mixer")
     bad = {k: v for k, v in errors.items() if not v <= TOLERANCE[dtype]}
     assert not bad, bad
 

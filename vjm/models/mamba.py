@@ -11,6 +11,11 @@ D = 1). Each scan direction owns its conv1d, x_proj, dt_proj, A_log and D (Video
 
 A backward direction runs as an anti-causal convolution plus a reversed scan, so no flipped
 copies of the activations are made in the mixer.
+
+Layout: inside the mixer the activations live as (E, batch x L) matrices, the layout in which
+the in, x, dt and out projections produce and consume them with no transposed copies, and which
+the convolution and the scan read in place (time contiguous). The modules see them as
+(batch, E, L) views.
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
 
-from vjm.ops import selective_scan
+from vjm.ops import resolve_backend, selective_scan
+from vjm.ops.causal_conv import causal_conv1d_silu_torch
+from vjm.ops.direction_triton import channel_view, project, scan_direction_triton, token_rows
 
 SCAN_DIRECTIONS = {
     "uni": (("rows", False),),
@@ -59,28 +66,17 @@ class ScanDirection(nn.Module):
         self.A_log = no_weight_decay(nn.Parameter(torch.log(A)))
         self.D = no_weight_decay(nn.Parameter(torch.ones(d_inner)))
 
-    def conv(self, x: torch.Tensor) -> torch.Tensor:
-        length, pad = x.shape[-1], self.conv1d.padding[0]
-        if not self.reverse:
-            return self.conv1d(x)[..., :length]
-        # Causal conv over the reversed sequence == anti-causal conv with the kernel flipped.
-        return F.conv1d(x, self.conv1d.weight.flip(-1), self.conv1d.bias, padding=pad,
-                        groups=self.conv1d.groups)[..., pad : pad + length]
-
     def forward(self, x: torch.Tensor, z: torch.Tensor, backend: str) -> torch.Tensor:
-        """x, z: (B, d_inner, L) in this direction's ordering -> y: (B, d_inner, L)."""
-        length = x.shape[-1]
-        x = F.silu(self.conv(x))
-        x_dbl = self.x_proj(rearrange(x, "b d l -> (b l) d"))
-        dt, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
-        dt = rearrange(self.dt_proj.weight @ dt.t(), "d (b l) -> b d l", l=length)
-        B = rearrange(B, "(b l) n -> b n l", l=length).contiguous()
-        C = rearrange(C, "(b l) n -> b n l", l=length).contiguous()
-        return selective_scan(
-            x, dt, -torch.exp(self.A_log.float()), B, C, self.D.float(), z=z,
-            delta_bias=self.dt_proj.bias.float(), delta_softplus=True,
-            reverse=self.reverse, backend=backend,
-        )
+        """x, z: (B, d_inner, L) in this direction's ordering -> y: (B, d_inner, L), in x's layout."""
+        A, D, dt_bias = -torch.exp(self.A_log.float()), self.D.float(), self.dt_proj.bias.float()
+        conv_weight = self.conv1d.weight.squeeze(1)
+        if resolve_backend(backend, x) == "triton":  # one autograd node that recomputes u and delta
+            return scan_direction_triton(x, z, conv_weight, self.conv1d.bias, self.x_proj.weight,
+                                         self.dt_proj.weight, A, D, dt_bias, self.reverse, self.dt_rank)
+        u = causal_conv1d_silu_torch(x, conv_weight, self.conv1d.bias, self.reverse)
+        _, delta, B, C = project(u, self.x_proj.weight, self.dt_proj.weight, self.dt_rank)
+        return selective_scan(u, delta, A, B, C, D, z=z, delta_bias=dt_bias, delta_softplus=True,
+                              reverse=self.reverse, backend=backend)
 
 
 class MambaMixer(nn.Module):
@@ -109,8 +105,12 @@ class MambaMixer(nn.Module):
     def forward(self, tokens: torch.Tensor, col_order: torch.Tensor | None = None) -> torch.Tensor:
         """tokens: (B, L, D) in raster order. col_order: (B, L) positions of the tokens in
         column-major order, needed by the quad scan only."""
-        xz = rearrange(self.in_proj(tokens), "b l d -> b d l")
-        x, z = xz.chunk(2, dim=1)
+        batch = tokens.shape[0]
+        # (2E, B L) from one matmul: x and z are its halves, each in the layout the kernels read.
+        xz = self.in_proj.weight @ rearrange(tokens, "b l d -> d (b l)")
+        if self.in_proj.bias is not None:
+            xz = xz + self.in_proj.bias[:, None].to(xz.dtype)
+        x, z = channel_view(xz, batch).chunk(2, dim=1)
         outputs = []
         for direction, (ordering, _) in zip(self.directions, SCAN_DIRECTIONS[self.scan]):
             if ordering == "rows":
@@ -121,10 +121,14 @@ class MambaMixer(nn.Module):
             index = col_order.unsqueeze(1).expand(-1, x.shape[1], -1)
             y_cols = direction(x.gather(2, index), z.gather(2, index), self.scan_backend)
             outputs.append(torch.empty_like(y_cols).scatter_(2, index, y_cols))
-        y = torch.stack(outputs).sum(0) if len(outputs) > 1 else outputs[0]
-        if self.merge == "mean" and len(outputs) > 1:
-            y = y / len(outputs)
-        return self.out_proj(rearrange(y, "b d l -> b l d"))
+        y = outputs[0]
+        for more in outputs[1:]:
+            y = y + more
+        # The mean of the directions, folded into the (small) projection weight.
+        scale = 1 / len(outputs) if self.merge == "mean" else 1
+        out = F.linear(token_rows(y), self.out_proj.weight * scale if scale != 1 else self.out_proj.weight,
+                       self.out_proj.bias)
+        return rearrange(out, "(b l) d -> b l d", b=batch)
 
 
 def expand_uni_state_dict(uni_state: dict[str, torch.Tensor], scan: str) -> dict[str, torch.Tensor]:

@@ -1,9 +1,15 @@
 """The selective scan as Triton kernels (forward and backward), behind vjm's signature.
 
 Same operator as `selective_scan_torch` (see selective_scan.py): fp32 state whatever the input
-dtype, output in u's dtype, `reverse` scans from the end without flipped copies. Under autograd
-the forward keeps only the state at every CHUNK-th step, (batch, L / CHUNK, E, N) floats, and the
-backward recomputes the states in between (triton_scan_kernels.py says how).
+dtype, output in u's dtype, `reverse` scans from the end without flipped copies.
+
+Layouts: the kernels read u, delta and z with any batch and channel strides as long as time is
+contiguous and all three share them (the mixer's (E, batch x L) layout, straight out of its
+matmuls, or plain contiguous); a tensor in another layout is copied into u's first. The output
+and the gradients come back in u's layout. B and C are read in place, in any layout and dtype.
+
+Under autograd the forward keeps only the state at every CHUNK-th step, (batch, L / CHUNK, E, N)
+floats, and the backward recomputes the states in between (triton_scan_kernels.py says how).
 
 Parallelism: one program scans one batch element and a block of channels. When that gives too few
 programs to fill the GPU (small batch, long sequences), time is cut into segments of whole chunks
@@ -20,6 +26,8 @@ from __future__ import annotations
 import os
 
 import torch
+
+from .layout import in_layout_of, time_contiguous
 
 FWD_TILE = 16  # steps per register tile in the forward kernel
 BWD_TILE = 2  # steps whose states the backward kernel holds in registers at once
@@ -86,87 +94,103 @@ def _split_layout(state: int) -> dict[str, int]:
     return dict(NI=_pow2(state) // lanes_n, K=4, NL=lanes_n, EL=32 // lanes_n)
 
 
+def prepare(u, delta, A, B, C, D, z, delta_bias):
+    """The inputs in layouts the kernels read (copies only of what is in none of them)."""
+    u = time_contiguous(u)
+    return (u, in_layout_of(delta, u), A.contiguous(), _state_contiguous(B), _state_contiguous(C),
+            _contiguous(D), in_layout_of(z, u), _contiguous(delta_bias))
+
+
+def scan_forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse, save_states):
+    """(out, states): the scan of prepared inputs, and with save_states the state every CHUNK steps
+    that scan_backward needs (None without)."""
+    from .triton_scan_kernels import scan_fwd_kernel
+
+    batch, dim, length = u.shape
+    state = A.shape[1]
+    n_chunks = _cdiv(length, CHUNK)
+    n_eblocks = _cdiv(dim, BLOCK_E)
+    seg_len, n_segs = _segments(length, batch * n_eblocks, CHUNK)
+    f32 = dict(device=u.device, dtype=torch.float32)
+    out = torch.empty_like(u)
+    states = torch.empty(batch, n_chunks, dim, state, **f32) if save_states else None
+    hloc = torch.empty(batch, n_segs, dim, state, **f32) if n_segs > 1 else out
+    dtsum = torch.empty(batch, n_segs, dim, **f32) if n_segs > 1 else out
+    args = (u, delta, A, B, C, _or(D, u), _or(z, u), _or(delta_bias, u), out, _or(states, out), hloc, dtsum,
+            dim, length, n_chunks, seg_len, n_segs, 1, u.stride(0), u.stride(1), *B.stride(), *C.stride())
+    meta = dict(N=state, NP=_pow2(state), BLOCK_E=BLOCK_E, T=FWD_TILE, CHUNK=CHUNK,
+                HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
+                SOFTPLUS=bool(delta_softplus), REVERSE=bool(reverse), num_warps=max(BLOCK_E // 32, 1))
+    if n_segs > 1:  # the last segment's end state is never needed
+        scan_fwd_kernel[(n_eblocks, batch, n_segs - 1)](*args, **meta, SAVE_STATES=False, LOCAL=True)
+    scan_fwd_kernel[(n_eblocks, batch, n_segs)](*args, **meta, SAVE_STATES=bool(save_states), LOCAL=False)
+    return out, states
+
+
+def scan_backward(u, delta, A, B, C, D, z, delta_bias, states, chunk, dout, delta_softplus, reverse):
+    """Gradients (du, ddelta, dA, dB, dC, dD, dz, ddelta_bias) of prepared inputs, given the
+    states that scan_forward saved every `chunk` steps (its CHUNK); du, ddelta, dz in u's layout."""
+    from .triton_scan_kernels import scan_adjoint_local_kernel, scan_bwd_kernel
+
+    dout = in_layout_of(dout, u)
+    batch, dim, length = u.shape
+    state = A.shape[1]
+    lanes = _split_layout(state)
+    block_e = lanes["K"] * lanes["EL"]
+    n_eblocks = _cdiv(dim, block_e)
+    seg_len, n_segs = _segments(length, batch * n_eblocks, chunk)
+    f32 = dict(device=u.device, dtype=torch.float32)
+    du, ddelta = torch.empty_like(u), torch.empty_like(u, dtype=delta.dtype)
+    dz = torch.empty_like(u, dtype=z.dtype) if z is not None else None  # z may be a strided view
+    dA = torch.empty(batch, n_segs, dim, state, **f32)
+    dBt = torch.empty(batch, n_eblocks, length, state, **f32)
+    dCt = torch.empty(batch, n_eblocks, length, state, **f32)
+    dD = torch.empty(batch, n_segs, dim, **f32) if D is not None else None
+    dbias = torch.empty(batch, n_segs, dim, **f32) if delta_bias is not None else None
+    # Per program, the states of one chunk every BWD_TILE steps: a cost fixed by the number of
+    # programs (about TARGET_PROGRAMS when time is cut), not by L.
+    scratch = torch.empty(batch * n_segs * n_eblocks * (chunk // BWD_TILE) * _pow2(state) * block_e, **f32)
+    gloc = torch.empty(batch, n_segs, dim, state, **f32) if n_segs > 1 else dA
+    dtsum = torch.empty(batch, n_segs, dim, **f32) if n_segs > 1 else dA
+    flags = dict(HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
+                 SOFTPLUS=bool(delta_softplus), REVERSE=bool(reverse))
+    layout = (u.stride(0), u.stride(1))
+    if n_segs > 1:  # the first segment sends nothing back
+        scan_adjoint_local_kernel[(_cdiv(dim, BLOCK_E), batch, n_segs - 1)](
+            delta, A, C, _or(z, u), _or(delta_bias, u), dout, gloc, dtsum,
+            dim, length, seg_len, n_segs, 1, *layout, *C.stride(),
+            N=state, NP=_pow2(state), BLOCK_E=BLOCK_E, T=FWD_TILE, **flags,
+            num_warps=max(BLOCK_E // 32, 1),
+        )
+    scan_bwd_kernel[(n_eblocks, batch, n_segs)](
+        u, delta, A, B, C, _or(D, u), _or(z, u), _or(delta_bias, u), dout, states, scratch,
+        gloc, dtsum, du, ddelta, _or(dz, du), dA, dBt, dCt, _or(dD, dA), _or(dbias, dA),
+        dim, length, states.shape[1], seg_len, n_segs, *layout, *B.stride(), *C.stride(),
+        N=state, **lanes, T=BWD_TILE, CHUNK=chunk, HAS_D=D is not None, **flags, num_warps=1,
+    )
+    return (
+        du, ddelta, dA.sum((0, 1)).to(A.dtype),
+        dBt.sum(1).transpose(1, 2).to(B.dtype), dCt.sum(1).transpose(1, 2).to(C.dtype),
+        dD.sum((0, 1)).to(D.dtype) if D is not None else None,
+        dz,
+        dbias.sum((0, 1)).to(delta_bias.dtype) if delta_bias is not None else None,
+    )
+
+
 class SelectiveScanTriton(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse, save_states):
-        from .triton_scan_kernels import scan_fwd_kernel
-
-        u, delta, A, z = u.contiguous(), delta.contiguous(), A.contiguous(), _contiguous(z)
-        D, delta_bias = _contiguous(D), _contiguous(delta_bias)
-        # (batch, L, N) in fp32: one step's N values are one contiguous read, with no conversion.
-        Bt, Ct = (t.transpose(1, 2).float().contiguous() for t in (B, C))
-        batch, dim, length = u.shape
-        state = A.shape[1]
-        n_chunks = _cdiv(length, CHUNK)
-        n_eblocks = _cdiv(dim, BLOCK_E)
-        seg_len, n_segs = _segments(length, batch * n_eblocks, CHUNK)
-        f32 = dict(device=u.device, dtype=torch.float32)
-        out = torch.empty_like(u)
-        states = torch.empty(batch, n_chunks, dim, state, **f32) if save_states else out
-        hloc = torch.empty(batch, n_segs, dim, state, **f32) if n_segs > 1 else out
-        dtsum = torch.empty(batch, n_segs, dim, **f32) if n_segs > 1 else out
-        args = (u, delta, A, Bt, Ct, _or(D, u), _or(z, u), _or(delta_bias, u), out, states, hloc, dtsum,
-                dim, length, n_chunks, seg_len, n_segs, 1)
-        meta = dict(N=state, NP=_pow2(state), BLOCK_E=BLOCK_E, T=FWD_TILE, CHUNK=CHUNK,
-                    HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
-                    SOFTPLUS=bool(delta_softplus), REVERSE=bool(reverse), num_warps=max(BLOCK_E // 32, 1))
-        if n_segs > 1:  # the last segment's end state is never needed
-            scan_fwd_kernel[(n_eblocks, batch, n_segs - 1)](*args, **meta, SAVE_STATES=False, LOCAL=True)
-        scan_fwd_kernel[(n_eblocks, batch, n_segs)](*args, **meta, SAVE_STATES=bool(save_states), LOCAL=False)
+        inputs = prepare(u, delta, A, B, C, D, z, delta_bias)
+        out, states = scan_forward(*inputs, delta_softplus, reverse, save_states)
         if save_states:
-            ctx.save_for_backward(u, delta, A, Bt, Ct, D, z, delta_bias, states)
-            ctx.flags = (bool(delta_softplus), bool(reverse), B.dtype, C.dtype, CHUNK)
+            ctx.save_for_backward(*inputs, states)
+            ctx.chunk, ctx.flags = CHUNK, (bool(delta_softplus), bool(reverse))
         return out
 
     @staticmethod
     def backward(ctx, dout):
-        from .triton_scan_kernels import scan_adjoint_local_kernel, scan_bwd_kernel
-
-        u, delta, A, Bt, Ct, D, z, delta_bias, states = ctx.saved_tensors
-        delta_softplus, reverse, B_dtype, C_dtype, chunk = ctx.flags  # chunk: that of `states`
-        dout = dout.contiguous()
-        batch, dim, length = u.shape
-        state = A.shape[1]
-        layout = _split_layout(state)
-        block_e = layout["K"] * layout["EL"]
-        n_eblocks = _cdiv(dim, block_e)
-        seg_len, n_segs = _segments(length, batch * n_eblocks, chunk)
-        f32 = dict(device=u.device, dtype=torch.float32)
-        du, ddelta = torch.empty_like(u), torch.empty_like(delta)
-        dz = torch.empty_like(z) if z is not None else None
-        dA = torch.empty(batch, n_segs, dim, state, **f32)
-        dBt = torch.empty(batch, n_eblocks, length, state, **f32)
-        dCt = torch.empty(batch, n_eblocks, length, state, **f32)
-        dD = torch.empty(batch, n_segs, dim, **f32) if D is not None else None
-        dbias = torch.empty(batch, n_segs, dim, **f32) if delta_bias is not None else None
-        # Per program, the states of one chunk every BWD_TILE steps: a cost fixed by the number of
-        # programs (about TARGET_PROGRAMS when time is cut), not by L.
-        scratch = torch.empty(batch * n_segs * n_eblocks * (chunk // BWD_TILE) * _pow2(state) * block_e, **f32)
-        gloc = torch.empty(batch, n_segs, dim, state, **f32) if n_segs > 1 else dA
-        dtsum = torch.empty(batch, n_segs, dim, **f32) if n_segs > 1 else dA
-        flags = dict(HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
-                     SOFTPLUS=delta_softplus, REVERSE=reverse)
-        if n_segs > 1:  # the first segment sends nothing back
-            scan_adjoint_local_kernel[(_cdiv(dim, BLOCK_E), batch, n_segs - 1)](
-                delta, A, Ct, _or(z, u), _or(delta_bias, u), dout, gloc, dtsum,
-                dim, length, seg_len, n_segs, 1,
-                N=state, NP=_pow2(state), BLOCK_E=BLOCK_E, T=FWD_TILE, **flags,
-                num_warps=max(BLOCK_E // 32, 1),
-            )
-        scan_bwd_kernel[(n_eblocks, batch, n_segs)](
-            u, delta, A, Bt, Ct, _or(D, u), _or(z, u), _or(delta_bias, u), dout, states, scratch,
-            gloc, dtsum, du, ddelta, _or(dz, du), dA, dBt, dCt, _or(dD, dA), _or(dbias, dA),
-            dim, length, states.shape[1], seg_len, n_segs,
-            N=state, **layout, T=BWD_TILE, CHUNK=chunk, HAS_D=D is not None, **flags, num_warps=1,
-        )
-        grads = (
-            du, ddelta, dA.sum((0, 1)).to(A.dtype),
-            dBt.sum(1).transpose(1, 2).to(B_dtype), dCt.sum(1).transpose(1, 2).to(C_dtype),
-            dD.sum((0, 1)).to(D.dtype) if D is not None else None,
-            dz,
-            dbias.sum((0, 1)).to(delta_bias.dtype) if delta_bias is not None else None,
-        )
-        return grads + (None, None, None)
+        *inputs, states = ctx.saved_tensors
+        return scan_backward(*inputs, states, ctx.chunk, dout, *ctx.flags) + (None, None, None)
 
 
 def selective_scan_triton(
@@ -204,6 +228,11 @@ def _pow2(n: int) -> int:
 
 def _contiguous(t: torch.Tensor | None) -> torch.Tensor | None:
     return None if t is None else t.contiguous()
+
+
+def _state_contiguous(t: torch.Tensor) -> torch.Tensor:
+    """B or C with one step's N values adjacent (the kernels read them together every step)."""
+    return t if t.stride(1) == 1 or t.shape[1] == 1 else t.transpose(1, 2).contiguous().transpose(1, 2)
 
 
 def _or(t: torch.Tensor | None, placeholder: torch.Tensor) -> torch.Tensor:

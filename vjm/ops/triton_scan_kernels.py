@@ -2,10 +2,10 @@
 
 A program scans one batch element, a block of channels and one segment of time (program axes
 0, 1, 2), holding the fp32 state of its channels, (NP, BLOCK_E), in registers. The time axis is
-walked sequentially: u, delta, z are read as (T, BLOCK_E) tiles, contiguous in time, and the
-steps of a tile are unrolled so that picking step j out of a tile is a register move. B and C
-arrive transposed, (batch, L, N) in fp32, so one step's N values are one contiguous read shared
-by the whole program.
+walked sequentially: u, delta, z are read as (T, BLOCK_E) tiles, contiguous in time (any batch
+and channel strides, shared by all of them), and the steps of a tile are unrolled so that picking
+step j out of a tile is a register move. B and C are read in any layout and dtype: one step's N
+values, shared by the whole program, converted to fp32 on load.
 
 The reverse direction never flips anything in memory: logical step s reads position L-1-s, and
 a tile that covers positions [p, p+T) is consumed from its last column to its first.
@@ -78,16 +78,18 @@ def _tile_positions(start, L, T: tl.constexpr, REVERSE: tl.constexpr):
 
 
 @triton.jit
-def _load_bc(ptr, pos, L, n, N: tl.constexpr):
+def _load_bc(ptr, pos, L, n, N: tl.constexpr, stride_l, stride_n):
+    """B_t or C_t (one step's N values) as fp32, from any layout of (batch, N, L)."""
     mask = (n < N) & (pos >= 0) & (pos < L)
-    return tl.load(ptr + pos * N + n, mask=mask, other=0.0).to(tl.float32)
+    return tl.load(ptr + pos * stride_l + n * stride_n, mask=mask, other=0.0).to(tl.float32)
 
 
 @triton.jit(do_not_specialize=["unit"])
 def scan_fwd_kernel(
-    u_ptr, delta_ptr, A_ptr, Bt_ptr, Ct_ptr, D_ptr, z_ptr, bias_ptr, out_ptr, states_ptr,
+    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, out_ptr, states_ptr,
     hloc_ptr, dtsum_ptr,
-    E, L, n_chunks, seg_len, n_segs, unit,
+    E, L, n_chunks, seg_len, n_segs, unit, stride_b, stride_e,
+    stride_bb, stride_bn, stride_bl, stride_cb, stride_cn, stride_cl,
     N: tl.constexpr, NP: tl.constexpr, BLOCK_E: tl.constexpr, T: tl.constexpr, CHUNK: tl.constexpr,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     REVERSE: tl.constexpr, SAVE_STATES: tl.constexpr, LOCAL: tl.constexpr,
@@ -117,14 +119,15 @@ def scan_fwd_kernel(
     if HAS_D:
         D = tl.load(D_ptr + e, mask=e_ok, other=0.0).to(tl.float32)
 
-    row = pid_b * E * L  # (batch, E, L) tensors
+    row = pid_b * stride_b  # (batch, E, L) tensors, all in one layout with time contiguous
     u_ptr += row
     delta_ptr += row
     out_ptr += row
     if HAS_Z:
         z_ptr += row
-    Bt_ptr += pid_b * L * N  # (batch, L, N)
-    Ct_ptr += pid_b * L * N
+    B_ptr += pid_b * stride_bb
+    C_ptr += pid_b * stride_cb
+    e_off = e.to(tl.int64) * stride_e
     states_ptr += pid_b * n_chunks * E * N
     hloc_ptr += pid_b * n_segs * E * N
     dtsum_ptr += pid_b * n_segs * E
@@ -143,7 +146,7 @@ def scan_fwd_kernel(
                 tl.store(states_ptr + (start // CHUNK) * E * N + state_offsets, h, mask=state_mask)
         first, pos = _tile_positions(start, L, T, REVERSE)
         mask = ((pos >= 0) & (pos < L))[:, None] & e_ok[None, :]
-        offsets = e[None, :] * L + pos[:, None]
+        offsets = e_off[None, :] + pos[:, None]
         u_tile = tl.load(u_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
         dt_tile, _ = _load_dt(delta_ptr + offsets, mask, bias[None, :], HAS_BIAS, SOFTPLUS)
         if LOCAL:
@@ -152,7 +155,7 @@ def scan_fwd_kernel(
                 col = T - 1 - j if REVERSE else j
                 dt = _column(dt_tile, col, T)
                 u = _column(u_tile, col, T)
-                b = _load_bc(Bt_ptr, first + col, L, n, N)
+                b = _load_bc(B_ptr, first + col, L, n, N, stride_bl, stride_bn)
                 h = tl.exp2(dt[None, :] * A2) * h + (dt * u)[None, :] * b[:, None]
         else:
             y_tile = tl.zeros((T, BLOCK_E), dtype=tl.float32)
@@ -160,8 +163,8 @@ def scan_fwd_kernel(
                 col = T - 1 - j if REVERSE else j
                 dt = _column(dt_tile, col, T)
                 u = _column(u_tile, col, T)
-                b = _load_bc(Bt_ptr, first + col, L, n, N)
-                c = _load_bc(Ct_ptr, first + col, L, n, N)
+                b = _load_bc(B_ptr, first + col, L, n, N, stride_bl, stride_bn)
+                c = _load_bc(C_ptr, first + col, L, n, N, stride_cl, stride_cn)
                 h = tl.exp2(dt[None, :] * A2) * h + (dt * u)[None, :] * b[:, None]
                 y_tile = _put_column(y_tile, col, T, tl.sum(h * c[:, None], axis=0))
             if HAS_D:
@@ -177,8 +180,8 @@ def scan_fwd_kernel(
 
 @triton.jit(do_not_specialize=["unit"])
 def scan_adjoint_local_kernel(
-    delta_ptr, A_ptr, Ct_ptr, z_ptr, bias_ptr, dout_ptr, gloc_ptr, dtsum_ptr,
-    E, L, seg_len, n_segs, unit,
+    delta_ptr, A_ptr, C_ptr, z_ptr, bias_ptr, dout_ptr, gloc_ptr, dtsum_ptr,
+    E, L, seg_len, n_segs, unit, stride_b, stride_e, stride_cb, stride_cn, stride_cl,
     N: tl.constexpr, NP: tl.constexpr, BLOCK_E: tl.constexpr, T: tl.constexpr,
     HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, REVERSE: tl.constexpr,
 ):
@@ -197,12 +200,13 @@ def scan_adjoint_local_kernel(
     bias = tl.zeros((BLOCK_E,), dtype=tl.float32)
     if HAS_BIAS:
         bias = tl.load(bias_ptr + e, mask=e_ok, other=0.0).to(tl.float32)
-    row = pid_b * E * L
+    row = pid_b * stride_b
     delta_ptr += row
     dout_ptr += row
     if HAS_Z:
         z_ptr += row
-    Ct_ptr += pid_b * L * N
+    C_ptr += pid_b * stride_cb
+    e_off = e.to(tl.int64) * stride_e
 
     g = tl.zeros((NP, BLOCK_E), dtype=tl.float32)
     dt_sum = tl.zeros((BLOCK_E,), dtype=tl.float32)
@@ -211,7 +215,7 @@ def scan_adjoint_local_kernel(
     for back in range(n_tiles):
         first, pos = _tile_positions(seg_start + (n_tiles - 1 - back) * T, L, T, REVERSE)
         mask = ((pos >= 0) & (pos < L))[:, None] & e_ok[None, :]
-        offsets = e[None, :] * L + pos[:, None]
+        offsets = e_off[None, :] + pos[:, None]
         dt_tile, _ = _load_dt(delta_ptr + offsets, mask, bias[None, :], HAS_BIAS, SOFTPLUS)
         dy_tile = tl.load(dout_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
         if HAS_Z:
@@ -223,7 +227,7 @@ def scan_adjoint_local_kernel(
             col = T - 1 - j if REVERSE else j
             dt = _column(dt_tile, col, T)
             dy = _column(dy_tile, col, T)
-            c = _load_bc(Ct_ptr, first + col, L, n, N)
+            c = _load_bc(C_ptr, first + col, L, n, N, stride_cl, stride_cn)
             g = (g + c[:, None] * dy[None, :]) * tl.exp2(dt[None, :] * A2)
     gloc_ptr += (pid_b * n_segs + seg) * E * N
     tl.store(gloc_ptr + state_offsets, g, mask=state_mask)
@@ -267,9 +271,10 @@ def _sum_channels(x):
 
 @triton.jit
 def scan_bwd_kernel(
-    u_ptr, delta_ptr, A_ptr, Bt_ptr, Ct_ptr, D_ptr, z_ptr, bias_ptr, dout_ptr, states_ptr, scratch_ptr,
+    u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, dout_ptr, states_ptr, scratch_ptr,
     gloc_ptr, dtsum_ptr, du_ptr, ddelta_ptr, dz_ptr, dA_ptr, dBt_ptr, dCt_ptr, dD_ptr, dbias_ptr,
-    E, L, n_chunks, seg_len, n_segs,
+    E, L, n_chunks, seg_len, n_segs, stride_b, stride_e,
+    stride_bb, stride_bn, stride_bl, stride_cb, stride_cn, stride_cl,
     N: tl.constexpr, NI: tl.constexpr, K: tl.constexpr, NL: tl.constexpr, EL: tl.constexpr,
     T: tl.constexpr, CHUNK: tl.constexpr,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
@@ -304,7 +309,7 @@ def scan_bwd_kernel(
     if HAS_D:
         D = tl.load(D_ptr + e, mask=e_ok, other=0.0).to(tl.float32)
 
-    row = pid_b * E * L
+    row = pid_b * stride_b  # every (batch, E, L) tensor in one layout, time contiguous
     u_ptr += row
     delta_ptr += row
     dout_ptr += row
@@ -313,8 +318,9 @@ def scan_bwd_kernel(
     if HAS_Z:
         z_ptr += row
         dz_ptr += row
-    Bt_ptr += pid_b * L * N
-    Ct_ptr += pid_b * L * N
+    B_ptr += pid_b * stride_bb
+    C_ptr += pid_b * stride_cb
+    e_off = e.to(tl.int64) * stride_e
     dBt_ptr += (pid_b * n_eblocks + pid_e) * L * N
     dCt_ptr += (pid_b * n_eblocks + pid_e) * L * N
     states_ptr += pid_b * n_chunks * E * N  # (batch, n_chunks, E, N)
@@ -350,7 +356,7 @@ def scan_bwd_kernel(
                 first, pos = _tile_positions(chunk_start + sub * T, L, T, REVERSE)
                 pos = pos[:, None, None, None]
                 mask = (pos >= 0) & (pos < L) & e_ok
-                offsets = e * L + pos
+                offsets = e_off + pos
                 u_tile = tl.load(u_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
                 dt_tile, _ = _load_dt(delta_ptr + offsets, mask, bias, HAS_BIAS, SOFTPLUS)
                 for j in tl.static_range(T):
@@ -358,7 +364,7 @@ def scan_bwd_kernel(
                     p = first + col
                     dt = _tile_column(dt_tile, col, T)
                     u = _tile_column(u_tile, col, T)
-                    b = _load_bc(Bt_ptr, p, L, n_bc, N)
+                    b = _load_bc(B_ptr, p, L, n_bc, N, stride_bl, stride_bn)
                     h = tl.exp2(dt * A2) * h + (dt * u) * b
         # Pass B: each T-step piece from the end: states into registers, then the adjoint.
         for back_sub in range(n_subs):
@@ -366,7 +372,7 @@ def scan_bwd_kernel(
             first, pos = _tile_positions(chunk_start + sub * T, L, T, REVERSE)
             pos = pos[:, None, None, None]
             mask = (pos >= 0) & (pos < L) & e_ok
-            offsets = e * L + pos
+            offsets = e_off + pos
             u_tile = tl.load(u_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
             dt_tile, _ = _load_dt(delta_ptr + offsets, mask, bias, HAS_BIAS, SOFTPLUS)
             dy_tile = tl.load(dout_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
@@ -383,7 +389,7 @@ def scan_bwd_kernel(
                     p = first + col
                     dt = _tile_column(dt_tile, col, T)
                     u = _tile_column(u_tile, col, T)
-                    b = _load_bc(Bt_ptr, p, L, n_bc, N)
+                    b = _load_bc(B_ptr, p, L, n_bc, N, stride_bl, stride_bn)
                     h = tl.exp2(dt * A2) * h + (dt * u) * b
 
             y_tile = tl.zeros((T, K, NL, EL), dtype=tl.float32)
@@ -396,8 +402,8 @@ def scan_bwd_kernel(
                 dt = _tile_column(dt_tile, col, T)
                 u = _tile_column(u_tile, col, T)
                 dy = _tile_column(dy_tile, col, T)
-                b = _load_bc(Bt_ptr, p, L, n_bc, N)
-                c = _load_bc(Ct_ptr, p, L, n_bc, N)
+                b = _load_bc(B_ptr, p, L, n_bc, N, stride_bl, stride_bn)
+                c = _load_bc(C_ptr, p, L, n_bc, N, stride_cl, stride_cn)
                 h_prev = tl.sum(tl.where(steps[:, :, :, :, None] == j, before, 0.0), axis=0)
                 a = tl.exp2(dt * A2)
                 dtu = dt * u

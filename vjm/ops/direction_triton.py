@@ -1,0 +1,90 @@
+"""One scan direction of the Mamba mixer as a single autograd node on the Triton kernels.
+
+    u = silu(causal conv1d(x))          (B, E, L)
+    dt, B, C = split(u @ x_proj^T)      (B L, dt_rank + 2N)
+    delta = dt_proj @ dt^T              (E, B L), its bias added inside the scan
+    y = selective_scan(u, delta, A, B, C, D, z, dt_bias, softplus, reverse)
+
+Like mamba_ssm's `mamba_inner_fn`, the node saves only its inputs, the small (B L, dt_rank + 2N)
+projection and the scan's chunk states; the backward recomputes u and delta (a convolution and
+a rank-dt_rank matmul), instead of keeping two E-wide activations per direction alive from the
+forward to the backward. Every activation stays in the mixer's (E, B L) layout (see
+vjm/models/mamba.py), which the kernels read in place.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+
+from . import causal_conv, scan_triton
+
+
+def token_rows(x: torch.Tensor) -> torch.Tensor:
+    """(B, E, L) -> (B L, E): a view for the mixer's (E, B L) layout (a copy for any other)."""
+    return rearrange(x, "b e l -> (b l) e")
+
+
+def channel_view(x: torch.Tensor, batch: int) -> torch.Tensor:
+    """(E, B L) -> the (B, E, L) view of it."""
+    return rearrange(x, "e (b l) -> b e l", b=batch)
+
+
+def project(u: torch.Tensor, x_proj_weight, dt_proj_weight, dt_rank: int):
+    """(x_dbl, delta, B, C) from the convolved activations u; B and C are views of x_dbl."""
+    batch, state = u.shape[0], (x_proj_weight.shape[0] - dt_rank) // 2
+    x_dbl = F.linear(token_rows(u), x_proj_weight)
+    dt, B, C = torch.split(x_dbl, [dt_rank, state, state], dim=-1)
+    delta = channel_view(dt_proj_weight @ dt.t(), batch)
+    B, C = (rearrange(t, "(b l) n -> b n l", b=batch) for t in (B, C))
+    return x_dbl, delta, B, C
+
+
+class ScanDirectionTriton(torch.autograd.Function):
+    @staticmethod
+    @torch.amp.custom_fwd(device_type="cuda")
+    def forward(ctx, x, z, conv_weight, conv_bias, x_proj_weight, dt_proj_weight, A, D, dt_bias, reverse, dt_rank):
+        x, conv_weight, conv_bias = causal_conv.prepare(x, conv_weight, conv_bias)
+        u = causal_conv.conv_forward(x, conv_weight, conv_bias, reverse)
+        x_dbl, delta, B, C = project(u, x_proj_weight, dt_proj_weight, dt_rank)
+        inputs = scan_triton.prepare(u, delta, A, B, C, D, z, dt_bias)
+        training = any(ctx.needs_input_grad)
+        y, states = scan_triton.scan_forward(*inputs, True, reverse, training)
+        if training:
+            ctx.save_for_backward(x, inputs[6], conv_weight, conv_bias, x_proj_weight, dt_proj_weight,
+                                  inputs[2], inputs[5], inputs[7], x_dbl, states)
+            ctx.reverse, ctx.dt_rank, ctx.chunk = bool(reverse), dt_rank, scan_triton.CHUNK
+        return y
+
+    @staticmethod
+    @torch.amp.custom_bwd(device_type="cuda")
+    def backward(ctx, dy):
+        x, z, conv_weight, conv_bias, x_proj_weight, dt_proj_weight, A, D, dt_bias, x_dbl, states = ctx.saved_tensors
+        batch, rank = x.shape[0], ctx.dt_rank
+        u = causal_conv.conv_forward(x, conv_weight, conv_bias, ctx.reverse)  # recomputed
+        dt = x_dbl[:, :rank]
+        delta = channel_view(dt_proj_weight @ dt.t(), batch)
+        state = (x_dbl.shape[1] - rank) // 2
+        B, C = (rearrange(t, "(b l) n -> b n l", b=batch) for t in x_dbl[:, rank:].split(state, dim=1))
+        du, ddelta, dA, dB, dC, dD, dz, dbias = scan_triton.scan_backward(
+            u, delta, A, B, C, D, z, dt_bias, states, ctx.chunk, dy, True, ctx.reverse)
+
+        ddelta_rows = token_rows(ddelta)  # (B L, E), a view of the (E, B L) gradient
+        d_x_dbl = torch.cat([ddelta_rows @ dt_proj_weight.to(ddelta.dtype),
+                             *(rearrange(g, "b n l -> (b l) n").to(x_dbl.dtype) for g in (dB, dC))], dim=1)
+        d_dt_proj = ddelta_rows.t() @ dt.to(ddelta.dtype)
+        # du += d_x_dbl @ x_proj, written as (E, B L) so that it lands in du's layout.
+        du = torch.addmm(rearrange(du, "b e l -> e (b l)"), x_proj_weight.t().to(du.dtype), d_x_dbl.t().to(du.dtype))
+        d_x_proj = d_x_dbl.t() @ token_rows(u).to(d_x_dbl.dtype)
+        dx, d_conv_weight, d_conv_bias = causal_conv.conv_backward(
+            x, conv_weight, conv_bias, ctx.reverse, channel_view(du, batch))
+        return (dx, dz, d_conv_weight, d_conv_bias, d_x_proj.to(x_proj_weight.dtype),
+                d_dt_proj.to(dt_proj_weight.dtype), dA, dD, dbias, None, None)
+
+
+def scan_direction_triton(x, z, conv_weight, conv_bias, x_proj_weight, dt_proj_weight, A, D, dt_bias,
+                          reverse: bool, dt_rank: int) -> torch.Tensor:
+    """y (B, E, L) in x's layout for conv input x and gate z, both (B, E, L); see the module docstring."""
+    return ScanDirectionTriton.apply(x, z, conv_weight, conv_bias, x_proj_weight, dt_proj_weight,
+                                     A, D, dt_bias, reverse, dt_rank)
