@@ -32,7 +32,8 @@ for step in $steps; do
       mkdir -p /tmp/cuda_site && cat .cudawheels/cuda_site.tar.xz.part* | tar xJf - -C /tmp/cuda_site
       export PYTHONPATH=$PYTHONPATH:/tmp/cuda_site ;;
     tests)
-      python3 -m pytest -q -m gpu tests/ 2>&1 | tail -25 | tee "$out/tests.txt" ;;
+      # PyAV and submitit are not on the device: their modules fail to collect, the rest runs.
+      python3 -m pytest -q -m gpu --continue-on-collection-errors tests/ 2>&1 | tail -40 | tee "$out/tests.txt" ;;
     scan)
       python3 bench/scan.py --backends triton mamba_ssm 2>&1 | tee "$out/scan.txt" ;;
     forward)

@@ -3,6 +3,7 @@
     python bench/scan.py                      # Ti and S widths, L = 1568 .. 12544, bf16, z, D
     python bench/scan.py --dims 384 --lengths 1568 --json out.json
     python bench/scan.py --triton-configs "FWD_TILE=16,BWD_TILE=4" "FWD_TILE=32"
+    python bench/scan.py --backends triton --layouts contiguous channel_major mixer
 
 For each backend, forward and forward+backward are timed with CUDA events (warm-up, then the
 median of repeats). Two floors frame the numbers:
@@ -78,6 +79,30 @@ def make_inputs(batch, dim, state, length, dtype, seed=0):
     )
 
 
+def lay_out(inputs, layout: str):
+    """The inputs in one of the layouts the model can hand the scan:
+    contiguous     (batch, E, L) and (batch, N, L) tensors;
+    channel_major  u, delta, z as (E, batch x L) matrices (MambaMixer's layout), B and C contiguous;
+    mixer          channel_major, and B and C read in place as column slices of the bf16
+                   (batch x L, dt_rank + 2N) projection, as the mixer produces them."""
+    if layout == "contiguous":
+        return inputs
+    laid = dict(inputs)
+    batch, dim, length = inputs["u"].shape
+    for key in ("u", "delta"):
+        laid[key] = inputs[key].transpose(0, 1).contiguous().transpose(0, 1)
+    xz = torch.empty(2 * dim, batch, length, dtype=inputs["z"].dtype, device="cuda")
+    xz[dim:] = inputs["z"].transpose(0, 1)
+    laid["z"] = xz.transpose(0, 1)[:, dim:]
+    if layout == "mixer":
+        state, rank = inputs["B"].shape[1], (dim // 2 + 15) // 16  # dt_rank of a d_model = E / 2 mixer
+        x_dbl = torch.empty(batch, length, rank + 2 * state, dtype=inputs["B"].dtype, device="cuda")
+        x_dbl[..., rank : rank + state] = inputs["B"].transpose(1, 2)
+        x_dbl[..., rank + state :] = inputs["C"].transpose(1, 2)
+        laid["B"], laid["C"] = (x_dbl[..., rank + i * state : rank + (i + 1) * state].transpose(1, 2) for i in (0, 1))
+    return laid
+
+
 def min_bytes(inputs, backward: bool) -> int:
     """Each input read once and each output written once (gradients are outputs too)."""
     read = sum(t.numel() * t.element_size() for t in inputs.values())
@@ -110,7 +135,7 @@ def bench_one(fn, inputs, backward: bool, warmup: int, repeats: int) -> float:
     if not backward:
         with torch.no_grad():
             return time_ms(lambda: fn(**inputs, **kwargs), warmup, repeats)
-    leaves = {k: v.detach().clone().requires_grad_(True) for k, v in inputs.items()}
+    leaves = {k: v.detach().requires_grad_(True) for k, v in inputs.items()}  # views keep their strides
     dout = torch.randn_like(inputs["u"])
 
     def step():
@@ -122,7 +147,7 @@ def bench_one(fn, inputs, backward: bool, warmup: int, repeats: int) -> float:
 
 
 def outputs_and_grads(fn, inputs, dout):
-    leaves = {k: v.detach().clone().requires_grad_(True) for k, v in inputs.items()}
+    leaves = {k: v.detach().requires_grad_(True) for k, v in inputs.items()}
     out = fn(**leaves, delta_softplus=True)
     out.backward(dout)
     return [out.float()] + [leaves[k].grad.float() for k in inputs]
@@ -143,6 +168,8 @@ def main() -> None:
     parser.add_argument("--backends", nargs="+", help="time only these (default: every one that imports)")
     parser.add_argument("--triton-configs", nargs="*", default=[""],
                         help="scan_triton settings to time, e.g. 'FWD_TILE=16,BWD_TILE=4'")
+    parser.add_argument("--layouts", nargs="+", default=["contiguous"], choices=["contiguous", "channel_major", "mixer"],
+                        help="input layouts to time the Triton scan in (see lay_out)")
     parser.add_argument("--json", help="also write the rows here")
     args = parser.parse_args()
     if not torch.cuda.is_available():
@@ -179,20 +206,23 @@ def main() -> None:
                 if name == "torch" and (length != min(args.lengths) or args.backends and "torch" not in args.backends):
                     continue
                 configs = args.triton_configs if name == "triton" else [""]
-                for config in configs:
+                layouts = args.layouts if name == "triton" else ["contiguous"]
+                for config, layout in [(c, lay) for c in configs for lay in layouts]:
                     saved = {k: v for k, v in vars(scan_triton).items() if k.isupper()}
                     apply_triton_config(config)
+                    laid = lay_out(inputs, layout)
+                    label = ", ".join(filter(None, [config, "" if layout == "contiguous" else layout]))
                     if check and name != "torch":
-                        diff = max_rel_diff(outputs_and_grads(fn, small, dout), reference)
-                        print(f"# {name} {config}: max rel. diff from torch (output, grads) {diff:.1e}")
+                        diff = max_rel_diff(outputs_and_grads(fn, lay_out(small, layout), dout), reference)
+                        print(f"# {name} {label}: max rel. diff from torch (output, grads) {diff:.1e}")
                     repeats = 3 if name == "torch" else args.repeats
                     warmup = 1 if name == "torch" else 3
                     for backward in (False, True):
-                        ms = bench_one(fn, inputs, backward, warmup, repeats)
+                        ms = bench_one(fn, laid, backward, warmup, repeats)
                         nbytes = min_bytes(inputs, backward)
                         exps = elements * (2 if backward else 1)
                         rows.append(dict(
-                            backend=name + (f" [{config}]" if config else ""), E=dim, L=length,
+                            backend=name + (f" [{label}]" if label else ""), E=dim, L=length,
                             batch=batch, pass_="fwd+bwd" if backward else "fwd", ms=ms,
                             tb_s=nbytes / (ms / 1e3) / 1e12, byte_floor_ms=nbytes / bandwidth * 1e3,
                             exp_floor_ms=exps / exp_rate * 1e3,
@@ -202,6 +232,7 @@ def main() -> None:
                               f"{ms:8.3f} ms", flush=True)
                     for k, v in saved.items():
                         setattr(scan_triton, k, v)
+                    del laid
             del inputs
             torch.cuda.empty_cache()
 

@@ -340,6 +340,9 @@ def profile(args, device: torch.device, backends: list[tuple[str, str]]) -> None
         summary += f"; CUDA kernel time {kernels:.1f} ms ({100 * kernels / (1e3 * seconds):.0f}% of the wall time)"
     print(f"{summary}. Top 15 ops by self {kind.upper()} time, summed over calls:\n", flush=True)
     print(events.table(sort_by=f"self_{kind}_time_total", row_limit=15, max_name_column_width=70), flush=True)
+    if device.type == "cuda":  # where the host's time goes when it, not the GPU, sets the pace
+        print("\nTop 15 ops by self CPU time (the host side: Python, dispatch, kernel launches):\n", flush=True)
+        print(events.table(sort_by="self_cpu_time_total", row_limit=15, max_name_column_width=70), flush=True)
 
 
 def parse_args() -> argparse.Namespace:

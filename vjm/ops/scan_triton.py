@@ -34,6 +34,7 @@ BWD_TILE = 2  # steps whose states the backward kernel holds in registers at onc
 CHUNK = 64  # the forward saves the state every CHUNK steps (a multiple of both tiles)
 BLOCK_E = 32  # forward channels per program: one warp, one channel per thread
 TARGET_PROGRAMS = 2048  # cut time into segments until there are about this many programs
+BC_FP32 = 0  # 1: copy B and C to fp32 (batch, L, N) for the kernels, else read them in place
 SCAN_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
@@ -232,6 +233,8 @@ def _contiguous(t: torch.Tensor | None) -> torch.Tensor | None:
 
 def _state_contiguous(t: torch.Tensor) -> torch.Tensor:
     """B or C with one step's N values adjacent (the kernels read them together every step)."""
+    if BC_FP32:
+        return t.transpose(1, 2).float().contiguous().transpose(1, 2)
     return t if t.stride(1) == 1 or t.shape[1] == 1 else t.transpose(1, 2).contiguous().transpose(1, 2)
 
 
