@@ -90,6 +90,7 @@ INTERPRETER_CASES = [
     ((1, 4, 4, 45), True, True, "float32", True, "contiguous"),  # six chunks of 8 steps, one a segment
     ((3, 6, 4, 21), True, True, "float32", True, "mixer"),
     ((2, 5, 3, 17), True, False, "bfloat16", False, "mixer"),
+    ((2, 8, 4, 24), True, True, "float32", True, "mixer"),  # L and strides multiples of 8: aligned tiles
 ]
 
 INTERPRETER_SCRIPT = """

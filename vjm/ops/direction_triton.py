@@ -67,8 +67,8 @@ class ScanDirectionTriton(torch.autograd.Function):
         delta = channel_view(dt_proj_weight @ dt.t(), batch)
         state = (x_dbl.shape[1] - rank) // 2
         B, C = (rearrange(t, "(b l) n -> b n l", b=batch) for t in x_dbl[:, rank:].split(state, dim=1))
-        du, ddelta, dA, dB, dC, dD, dz, dbias = scan_triton.scan_backward(
-            u, delta, A, B, C, D, z, dt_bias, states, ctx.chunk, dy, True, ctx.reverse)
+        inputs = scan_triton.prepare(u, delta, A, B, C, D, z, dt_bias)
+        du, ddelta, dA, dB, dC, dD, dz, dbias = scan_triton.scan_backward(*inputs, states, ctx.chunk, dy, True, ctx.reverse)
 
         ddelta_rows = token_rows(ddelta)  # (B L, E), a view of the (E, B L) gradient
         d_x_dbl = torch.cat([ddelta_rows @ dt_proj_weight.to(ddelta.dtype),

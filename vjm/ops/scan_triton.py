@@ -6,7 +6,8 @@ dtype, output in u's dtype, `reverse` scans from the end without flipped copies.
 Layouts: the kernels read u, delta and z with any batch and channel strides as long as time is
 contiguous and all three share them (the mixer's (E, batch x L) layout, straight out of its
 matmuls, or plain contiguous); a tensor in another layout is copied into u's first. The output
-and the gradients come back in u's layout. B and C are read in place, in any layout and dtype.
+and the gradients come back in u's layout. B and C, 1/24 of the size at VideoMamba's widths, are
+copied to fp32 (batch, L, N) unless they are in it already.
 
 Under autograd the forward keeps only the state at every CHUNK-th step, (batch, L / CHUNK, E, N)
 floats, and the backward recomputes the states in between (triton_scan_kernels.py says how).
@@ -34,7 +35,6 @@ BWD_TILE = 2  # steps whose states the backward kernel holds in registers at onc
 CHUNK = 64  # the forward saves the state every CHUNK steps (a multiple of both tiles)
 BLOCK_E = 32  # forward channels per program: one warp, one channel per thread
 TARGET_PROGRAMS = 2048  # cut time into segments until there are about this many programs
-BC_FP32 = 0  # 1: copy B and C to fp32 (batch, L, N) for the kernels, else read them in place
 SCAN_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
@@ -98,7 +98,7 @@ def _split_layout(state: int) -> dict[str, int]:
 def prepare(u, delta, A, B, C, D, z, delta_bias):
     """The inputs in layouts the kernels read (copies only of what is in none of them)."""
     u = time_contiguous(u)
-    return (u, in_layout_of(delta, u), A.contiguous(), _state_contiguous(B), _state_contiguous(C),
+    return (u, in_layout_of(delta, u), A.contiguous(), _steps_fp32(B), _steps_fp32(C),
             _contiguous(D), in_layout_of(z, u), _contiguous(delta_bias))
 
 
@@ -121,7 +121,8 @@ def scan_forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse, s
             dim, length, n_chunks, seg_len, n_segs, 1, u.stride(0), u.stride(1), *B.stride(), *C.stride())
     meta = dict(N=state, NP=_pow2(state), BLOCK_E=BLOCK_E, T=FWD_TILE, CHUNK=CHUNK,
                 HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
-                SOFTPLUS=bool(delta_softplus), REVERSE=bool(reverse), num_warps=max(BLOCK_E // 32, 1))
+                SOFTPLUS=bool(delta_softplus), REVERSE=bool(reverse), VEC=_alignment(u),
+                num_warps=max(BLOCK_E // 32, 1))
     if n_segs > 1:  # the last segment's end state is never needed
         scan_fwd_kernel[(n_eblocks, batch, n_segs - 1)](*args, **meta, SAVE_STATES=False, LOCAL=True)
     scan_fwd_kernel[(n_eblocks, batch, n_segs)](*args, **meta, SAVE_STATES=bool(save_states), LOCAL=False)
@@ -154,7 +155,7 @@ def scan_backward(u, delta, A, B, C, D, z, delta_bias, states, chunk, dout, delt
     gloc = torch.empty(batch, n_segs, dim, state, **f32) if n_segs > 1 else dA
     dtsum = torch.empty(batch, n_segs, dim, **f32) if n_segs > 1 else dA
     flags = dict(HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
-                 SOFTPLUS=bool(delta_softplus), REVERSE=bool(reverse))
+                 SOFTPLUS=bool(delta_softplus), REVERSE=bool(reverse), VEC=_alignment(u))
     layout = (u.stride(0), u.stride(1))
     if n_segs > 1:  # the first segment sends nothing back
         scan_adjoint_local_kernel[(_cdiv(dim, BLOCK_E), batch, n_segs - 1)](
@@ -231,11 +232,24 @@ def _contiguous(t: torch.Tensor | None) -> torch.Tensor | None:
     return None if t is None else t.contiguous()
 
 
-def _state_contiguous(t: torch.Tensor) -> torch.Tensor:
-    """B or C with one step's N values adjacent (the kernels read them together every step)."""
-    if BC_FP32:
-        return t.transpose(1, 2).float().contiguous().transpose(1, 2)
-    return t if t.stride(1) == 1 or t.shape[1] == 1 else t.transpose(1, 2).contiguous().transpose(1, 2)
+def _steps_fp32(t: torch.Tensor) -> torch.Tensor:
+    """B or C as fp32 with one step's N values adjacent, 16-byte aligned: the kernels read a step's
+    N values together, three times over in the backward. (Reading the mixer's bf16 projection in
+    place, unaligned, made the backward 1.45x slower: docs/PERFORMANCE.md.)"""
+    if t.dtype == torch.float32 and t.stride(1) == 1 and t.stride(2) % 4 == 0 and t.data_ptr() % 16 == 0:
+        return t
+    return t.transpose(1, 2).float().contiguous().transpose(1, 2)
+
+
+def _alignment(u: torch.Tensor) -> int:
+    """The largest power of two (at most 16) dividing L and u's batch and channel strides: tiles
+    then start aligned to that many elements, which the kernels are told (tl.multiple_of) so that
+    their loads can be vectorised whatever L is."""
+    numbers = [u.shape[-1]] + [stride for stride, size in zip(u.stride()[:2], u.shape[:2]) if size > 1]
+    vec = 16
+    while vec > 1 and any(n % vec for n in numbers):
+        vec //= 2
+    return vec
 
 
 def _or(t: torch.Tensor | None, placeholder: torch.Tensor) -> torch.Tensor:

@@ -68,12 +68,15 @@ def _load_dt(delta_ptrs, mask, bias, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.conste
 
 
 @triton.jit
-def _tile_positions(start, L, T: tl.constexpr, REVERSE: tl.constexpr):
-    """Positions (ascending) of the T-step tile that begins at logical step `start`."""
+def _tile_positions(start, L, T: tl.constexpr, REVERSE: tl.constexpr, VEC: tl.constexpr):
+    """Positions (ascending) of the T-step tile that begins at logical step `start`. Starts are
+    multiples of T, and VEC divides L, so the tile begins aligned to the smaller of the two (powers
+    of two): telling the compiler lets it vectorise the tile's loads whatever L is."""
     if REVERSE:
         first = L - start - T
     else:
         first = start
+    first = tl.multiple_of(first, VEC if VEC < T else T)
     return first, first + tl.arange(0, T)
 
 
@@ -92,7 +95,7 @@ def scan_fwd_kernel(
     stride_bb, stride_bn, stride_bl, stride_cb, stride_cn, stride_cl,
     N: tl.constexpr, NP: tl.constexpr, BLOCK_E: tl.constexpr, T: tl.constexpr, CHUNK: tl.constexpr,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-    REVERSE: tl.constexpr, SAVE_STATES: tl.constexpr, LOCAL: tl.constexpr,
+    REVERSE: tl.constexpr, SAVE_STATES: tl.constexpr, LOCAL: tl.constexpr, VEC: tl.constexpr,
 ):
     """Scan of one segment of seg_len logical steps (program axis 2).
 
@@ -119,7 +122,7 @@ def scan_fwd_kernel(
     if HAS_D:
         D = tl.load(D_ptr + e, mask=e_ok, other=0.0).to(tl.float32)
 
-    row = pid_b * stride_b  # (batch, E, L) tensors, all in one layout with time contiguous
+    row = tl.multiple_of(pid_b * stride_b, VEC)  # (batch, E, L) tensors, all in one layout with time contiguous
     u_ptr += row
     delta_ptr += row
     out_ptr += row
@@ -127,7 +130,7 @@ def scan_fwd_kernel(
         z_ptr += row
     B_ptr += pid_b * stride_bb
     C_ptr += pid_b * stride_cb
-    e_off = e.to(tl.int64) * stride_e
+    e_off = tl.multiple_of(e.to(tl.int64) * stride_e, VEC)
     states_ptr += pid_b * n_chunks * E * N
     hloc_ptr += pid_b * n_segs * E * N
     dtsum_ptr += pid_b * n_segs * E
@@ -144,7 +147,7 @@ def scan_fwd_kernel(
         if SAVE_STATES:
             if start % CHUNK == 0:
                 tl.store(states_ptr + (start // CHUNK) * E * N + state_offsets, h, mask=state_mask)
-        first, pos = _tile_positions(start, L, T, REVERSE)
+        first, pos = _tile_positions(start, L, T, REVERSE, VEC)
         mask = ((pos >= 0) & (pos < L))[:, None] & e_ok[None, :]
         offsets = e_off[None, :] + pos[:, None]
         u_tile = tl.load(u_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
@@ -184,6 +187,7 @@ def scan_adjoint_local_kernel(
     E, L, seg_len, n_segs, unit, stride_b, stride_e, stride_cb, stride_cn, stride_cl,
     N: tl.constexpr, NP: tl.constexpr, BLOCK_E: tl.constexpr, T: tl.constexpr,
     HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, REVERSE: tl.constexpr,
+    VEC: tl.constexpr,
 ):
     """The adjoint recurrence g_t = C_t dy_t + a_{t+1} g_{t+1} run backwards through segment
     1 + (program axis 2) from zero: what the segment sends to the steps before it (gloc,
@@ -200,20 +204,20 @@ def scan_adjoint_local_kernel(
     bias = tl.zeros((BLOCK_E,), dtype=tl.float32)
     if HAS_BIAS:
         bias = tl.load(bias_ptr + e, mask=e_ok, other=0.0).to(tl.float32)
-    row = pid_b * stride_b
+    row = tl.multiple_of(pid_b * stride_b, VEC)
     delta_ptr += row
     dout_ptr += row
     if HAS_Z:
         z_ptr += row
     C_ptr += pid_b * stride_cb
-    e_off = e.to(tl.int64) * stride_e
+    e_off = tl.multiple_of(e.to(tl.int64) * stride_e, VEC)
 
     g = tl.zeros((NP, BLOCK_E), dtype=tl.float32)
     dt_sum = tl.zeros((BLOCK_E,), dtype=tl.float32)
     seg_start = seg * seg_len
     n_tiles = tl.cdiv(tl.minimum(seg_len, L - seg_start), T)
     for back in range(n_tiles):
-        first, pos = _tile_positions(seg_start + (n_tiles - 1 - back) * T, L, T, REVERSE)
+        first, pos = _tile_positions(seg_start + (n_tiles - 1 - back) * T, L, T, REVERSE, VEC)
         mask = ((pos >= 0) & (pos < L))[:, None] & e_ok[None, :]
         offsets = e_off[None, :] + pos[:, None]
         dt_tile, _ = _load_dt(delta_ptr + offsets, mask, bias[None, :], HAS_BIAS, SOFTPLUS)
@@ -278,7 +282,7 @@ def scan_bwd_kernel(
     N: tl.constexpr, NI: tl.constexpr, K: tl.constexpr, NL: tl.constexpr, EL: tl.constexpr,
     T: tl.constexpr, CHUNK: tl.constexpr,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-    REVERSE: tl.constexpr,
+    REVERSE: tl.constexpr, VEC: tl.constexpr,
 ):
     """Gradients through segment (program axis 2) of seg_len logical steps, a whole number of
     chunks. Partial sums, which the caller adds up: dA (batch, n_segs, E, N), dD and dbias
@@ -309,7 +313,7 @@ def scan_bwd_kernel(
     if HAS_D:
         D = tl.load(D_ptr + e, mask=e_ok, other=0.0).to(tl.float32)
 
-    row = pid_b * stride_b  # every (batch, E, L) tensor in one layout, time contiguous
+    row = tl.multiple_of(pid_b * stride_b, VEC)  # every (batch, E, L) tensor in one layout, time contiguous
     u_ptr += row
     delta_ptr += row
     dout_ptr += row
@@ -320,7 +324,7 @@ def scan_bwd_kernel(
         dz_ptr += row
     B_ptr += pid_b * stride_bb
     C_ptr += pid_b * stride_cb
-    e_off = e.to(tl.int64) * stride_e
+    e_off = tl.multiple_of(e.to(tl.int64) * stride_e, [VEC, VEC, VEC, VEC])
     dBt_ptr += (pid_b * n_eblocks + pid_e) * L * N
     dCt_ptr += (pid_b * n_eblocks + pid_e) * L * N
     states_ptr += pid_b * n_chunks * E * N  # (batch, n_chunks, E, N)
@@ -353,7 +357,7 @@ def scan_bwd_kernel(
         for sub in range(n_subs):
             tl.store(scratch_ptr + sub * STATE + scratch_offsets, h)
             if sub < n_subs - 1:
-                first, pos = _tile_positions(chunk_start + sub * T, L, T, REVERSE)
+                first, pos = _tile_positions(chunk_start + sub * T, L, T, REVERSE, VEC)
                 pos = pos[:, None, None, None]
                 mask = (pos >= 0) & (pos < L) & e_ok
                 offsets = e_off + pos
@@ -369,7 +373,7 @@ def scan_bwd_kernel(
         # Pass B: each T-step piece from the end: states into registers, then the adjoint.
         for back_sub in range(n_subs):
             sub = n_subs - 1 - back_sub
-            first, pos = _tile_positions(chunk_start + sub * T, L, T, REVERSE)
+            first, pos = _tile_positions(chunk_start + sub * T, L, T, REVERSE, VEC)
             pos = pos[:, None, None, None]
             mask = (pos >= 0) & (pos < L) & e_ok
             offsets = e_off + pos
