@@ -25,7 +25,6 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from einops import rearrange
 
 from vjm.ops import resolve_backend, selective_scan
 from vjm.ops.causal_conv import causal_conv1d_silu_torch
@@ -107,7 +106,7 @@ class MambaMixer(nn.Module):
         column-major order, needed by the quad scan only."""
         batch = tokens.shape[0]
         # (2E, B L) from one matmul: x and z are its halves, each in the layout the kernels read.
-        xz = self.in_proj.weight @ rearrange(tokens, "b l d -> d (b l)")
+        xz = self.in_proj.weight @ tokens.reshape(-1, tokens.shape[-1]).t()
         if self.in_proj.bias is not None:
             xz = xz + self.in_proj.bias[:, None].to(xz.dtype)
         x, z = channel_view(xz, batch).chunk(2, dim=1)
@@ -128,7 +127,7 @@ class MambaMixer(nn.Module):
         scale = 1 / len(outputs) if self.merge == "mean" else 1
         out = F.linear(token_rows(y), self.out_proj.weight * scale if scale != 1 else self.out_proj.weight,
                        self.out_proj.bias)
-        return rearrange(out, "(b l) d -> b l d", b=batch)
+        return out.unflatten(0, (batch, -1))
 
 
 def expand_uni_state_dict(uni_state: dict[str, torch.Tensor], scan: str) -> dict[str, torch.Tensor]:

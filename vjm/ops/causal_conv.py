@@ -61,7 +61,7 @@ def conv_backward(x, weight, bias, reverse, dout):
         dim, length, x.stride(0), x.stride(1),
         K=weight.shape[1], BLOCK_E=BLOCK_E, BLOCK_L=BLOCK_L, HAS_BIAS=bias is not None, REVERSE=bool(reverse),
     )
-    return dx, dw.sum(0).to(weight.dtype), None if dbias is None else dbias.sum(0).to(bias.dtype)
+    return dx, dw.sum(0), None if dbias is None else dbias.sum(0)  # fp32; autograd casts to the inputs' dtypes
 
 
 def prepare(x, weight, bias):

@@ -16,19 +16,31 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange
 
 from . import causal_conv, scan_triton
 
 
+# Plain view ops rather than einops on this path: it runs a few hundred times per training step,
+# and einops' parsing cost 60 ms of host time per V-JEPA step (docs/PERFORMANCE.md).
+
 def token_rows(x: torch.Tensor) -> torch.Tensor:
     """(B, E, L) -> (B L, E): a view for the mixer's (E, B L) layout (a copy for any other)."""
-    return rearrange(x, "b e l -> (b l) e")
+    return x.transpose(1, 2).reshape(-1, x.shape[1])
 
 
 def channel_view(x: torch.Tensor, batch: int) -> torch.Tensor:
     """(E, B L) -> the (B, E, L) view of it."""
-    return rearrange(x, "e (b l) -> b e l", b=batch)
+    return x.unflatten(1, (batch, -1)).transpose(0, 1)
+
+
+def channel_matrix(x: torch.Tensor) -> torch.Tensor:
+    """(B, E, L) -> (E, B L): a view for the mixer's layout (a copy for any other)."""
+    return x.transpose(0, 1).reshape(x.shape[1], -1)
+
+
+def state_view(x: torch.Tensor, batch: int) -> torch.Tensor:
+    """(B L, N) -> the (B, N, L) view of it (B or C of the scan)."""
+    return x.unflatten(0, (batch, -1)).transpose(1, 2)
 
 
 def project(u: torch.Tensor, x_proj_weight, dt_proj_weight, dt_rank: int):
@@ -37,8 +49,7 @@ def project(u: torch.Tensor, x_proj_weight, dt_proj_weight, dt_rank: int):
     x_dbl = F.linear(token_rows(u), x_proj_weight)
     dt, B, C = torch.split(x_dbl, [dt_rank, state, state], dim=-1)
     delta = channel_view(dt_proj_weight @ dt.t(), batch)
-    B, C = (rearrange(t, "(b l) n -> b n l", b=batch) for t in (B, C))
-    return x_dbl, delta, B, C
+    return x_dbl, delta, state_view(B, batch), state_view(C, batch)
 
 
 class ScanDirectionTriton(torch.autograd.Function):
@@ -66,21 +77,21 @@ class ScanDirectionTriton(torch.autograd.Function):
         dt = x_dbl[:, :rank]
         delta = channel_view(dt_proj_weight @ dt.t(), batch)
         state = (x_dbl.shape[1] - rank) // 2
-        B, C = (rearrange(t, "(b l) n -> b n l", b=batch) for t in x_dbl[:, rank:].split(state, dim=1))
+        B, C = (state_view(t, batch) for t in x_dbl[:, rank:].split(state, dim=1))
         inputs = scan_triton.prepare(u, delta, A, B, C, D, z, dt_bias)
         du, ddelta, dA, dB, dC, dD, dz, dbias = scan_triton.scan_backward(*inputs, states, ctx.chunk, dy, True, ctx.reverse)
 
+        # Matmuls in the forward's dtypes (autocast is restored around the backward); autograd casts
+        # each gradient to its input's dtype.
         ddelta_rows = token_rows(ddelta)  # (B L, E), a view of the (E, B L) gradient
-        d_x_dbl = torch.cat([ddelta_rows @ dt_proj_weight.to(ddelta.dtype),
-                             *(rearrange(g, "b n l -> (b l) n").to(x_dbl.dtype) for g in (dB, dC))], dim=1)
-        d_dt_proj = ddelta_rows.t() @ dt.to(ddelta.dtype)
+        d_x_dbl = torch.cat([ddelta_rows @ dt_proj_weight, token_rows(dB), token_rows(dC)], dim=1).to(x_dbl.dtype)
+        d_dt_proj = ddelta_rows.t() @ dt
         # du += d_x_dbl @ x_proj, written as (E, B L) so that it lands in du's layout.
-        du = torch.addmm(rearrange(du, "b e l -> e (b l)"), x_proj_weight.t().to(du.dtype), d_x_dbl.t().to(du.dtype))
-        d_x_proj = d_x_dbl.t() @ token_rows(u).to(d_x_dbl.dtype)
+        du = torch.addmm(channel_matrix(du), x_proj_weight.t(), d_x_dbl.t())
+        d_x_proj = d_x_dbl.t() @ token_rows(u)
         dx, d_conv_weight, d_conv_bias = causal_conv.conv_backward(
             x, conv_weight, conv_bias, ctx.reverse, channel_view(du, batch))
-        return (dx, dz, d_conv_weight, d_conv_bias, d_x_proj.to(x_proj_weight.dtype),
-                d_dt_proj.to(dt_proj_weight.dtype), dA, dD, dbias, None, None)
+        return dx, dz, d_conv_weight, d_conv_bias, d_x_proj, d_dt_proj, dA, dD, dbias, None, None
 
 
 def scan_direction_triton(x, z, conv_weight, conv_bias, x_proj_weight, dt_proj_weight, A, D, dt_bias,

@@ -170,12 +170,12 @@ def scan_backward(u, delta, A, B, C, D, z, delta_bias, states, chunk, dout, delt
         dim, length, states.shape[1], seg_len, n_segs, *layout, *B.stride(), *C.stride(),
         N=state, **lanes, T=BWD_TILE, CHUNK=chunk, HAS_D=D is not None, **flags, num_warps=1,
     )
+    # fp32 sums of the per-program parts; autograd casts each to its input's dtype.
     return (
-        du, ddelta, dA.sum((0, 1)).to(A.dtype),
-        dBt.sum(1).transpose(1, 2).to(B.dtype), dCt.sum(1).transpose(1, 2).to(C.dtype),
-        dD.sum((0, 1)).to(D.dtype) if D is not None else None,
+        du, ddelta, dA.sum((0, 1)), dBt.sum(1).transpose(1, 2), dCt.sum(1).transpose(1, 2),
+        dD.sum((0, 1)) if D is not None else None,
         dz,
-        dbias.sum((0, 1)).to(delta_bias.dtype) if delta_bias is not None else None,
+        dbias.sum((0, 1)) if delta_bias is not None else None,
     )
 
 
