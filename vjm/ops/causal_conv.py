@@ -111,11 +111,13 @@ def causal_conv1d_silu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
     _check(x, weight, bias)
     if backend not in BACKENDS:
         raise ValueError(f"causal_conv1d_silu: unknown backend {backend!r}; choose one of {BACKENDS}")
-    reason = triton_unusable_for(x) if backend != "torch" else "torch asked for"
-    if backend == "triton" and reason is not None:
-        raise RuntimeError(f"causal_conv1d_silu: backend 'triton' was asked for but cannot run here: {reason}")
+    if backend == "torch":
+        return causal_conv1d_silu_torch(x, weight, bias, reverse)
+    reason = triton_unusable_for(x)
     if reason is None:
         return CausalConvSiluTriton.apply(x, weight, bias, reverse)
+    if backend == "triton":
+        raise RuntimeError(f"causal_conv1d_silu: backend 'triton' was asked for but cannot run here: {reason}")
     return causal_conv1d_silu_torch(x, weight, bias, reverse)
 
 

@@ -59,12 +59,12 @@ class ScanDirectionTriton(torch.autograd.Function):
         x, conv_weight, conv_bias = causal_conv.prepare(x, conv_weight, conv_bias)
         u = causal_conv.conv_forward(x, conv_weight, conv_bias, reverse)
         x_dbl, delta, B, C = project(u, x_proj_weight, dt_proj_weight, dt_rank)
-        inputs = scan_triton.prepare(u, delta, A, B, C, D, z, dt_bias)
+        u, delta, A, B, C, D, z, dt_bias = scan_triton.prepare(u, delta, A, B, C, D, z, dt_bias)
         training = any(ctx.needs_input_grad)
-        y, states = scan_triton.scan_forward(*inputs, True, reverse, training)
-        if training:
-            ctx.save_for_backward(x, inputs[6], conv_weight, conv_bias, x_proj_weight, dt_proj_weight,
-                                  inputs[2], inputs[5], inputs[7], x_dbl, states)
+        y, states = scan_triton.scan_forward(u, delta, A, B, C, D, z, dt_bias, True, reverse, training)
+        if training:  # u and delta are recomputed, B and C are views of x_dbl
+            ctx.save_for_backward(x, z, conv_weight, conv_bias, x_proj_weight, dt_proj_weight,
+                                  A, D, dt_bias, x_dbl, states)
             ctx.reverse, ctx.dt_rank, ctx.chunk = bool(reverse), dt_rank, scan_triton.CHUNK
         return y
 
