@@ -215,3 +215,37 @@ def test_models_run_on_cuda_with_the_torch_backend(name):
         out = model(clip)
         out.float().mean().backward()
     assert out.shape == (2, 1568, model.embed_dim) and torch.isfinite(out.float()).all()
+
+
+@pytest.mark.parametrize("name", ["videomamba_tiny", "vit_tiny"])
+def test_checkpointed_blocks_give_the_same_outputs_and_gradients(name):
+    """Activation checkpointing trades memory for compute; it must not change the function,
+    stochastic depth included (the recomputation replays the same random draws)."""
+    torch.manual_seed(0)
+    plain = build(name, depth=3, drop_path=0.5)
+    checkpointed = build(name, depth=3, drop_path=0.5, checkpoint_blocks=2)
+    checkpointed.load_state_dict(plain.state_dict())
+    clip = torch.randn(2, 3, 4, 32, 32)
+    results, saved_bytes = [], []
+    for model in (plain, checkpointed):
+        torch.manual_seed(1)
+        saved = []
+
+        def keep(t):  # what autograd keeps from the forward for the backward
+            saved.append(t.numel() * t.element_size())
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(keep, lambda t: t):
+            out = model(clip)
+        out.square().mean().backward()
+        results.append((out.detach(), [p.grad.clone() for p in model.parameters()]))
+        saved_bytes.append(sum(saved))
+    assert saved_bytes[1] < 0.6 * saved_bytes[0], saved_bytes  # two of three blocks keep only their inputs
+    torch.testing.assert_close(results[1][0], results[0][0])
+    for got, want in zip(results[1][1], results[0][1]):
+        torch.testing.assert_close(got, want)
+
+
+def test_checkpoint_blocks_beyond_the_depth_is_refused():
+    with pytest.raises(ValueError, match=r"checkpoint_blocks must be between 0 and the depth \(3\), got 4"):
+        build("videomamba_tiny", depth=3, checkpoint_blocks=4)

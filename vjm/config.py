@@ -172,6 +172,9 @@ class ModelConfig:
                               choices=("auto", "torch", "mamba_ssm", "triton"))
     bidirectional_merge: str = param("mean", "how the forward and backward scans are combined",
                                      choices=("mean", "sum"))
+    checkpoint_blocks: int = param(0, "recompute the first N blocks in the backward instead of keeping "
+                                   "their activations: less memory for more compute (VideoMamba's checkpoint_num)",
+                                   range=NONNEG)
 
 
 def _check_masks(masks: list[dict[str, Any]]) -> str | None:

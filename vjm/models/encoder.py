@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+from torch.utils.checkpoint import checkpoint
 
 from .patch_embed import PatchEmbed3D
 from .pos_embed import sincos_3d
@@ -24,6 +25,20 @@ def check_keep(keep: torch.Tensor, batch: int, num_tokens: int) -> None:
         raise ValueError(f"keep holds indices outside [0, {num_tokens}) for a clip of {num_tokens} tokens")
     if keep.shape[1] > 1 and not bool((keep[:, 1:] > keep[:, :-1]).all()):
         raise ValueError("keep must be sorted and without repeats in every row (raster order)")
+
+
+def check_checkpoint_blocks(checkpoint_blocks: int, depth: int) -> int:
+    if not 0 <= checkpoint_blocks <= depth:
+        raise ValueError(f"checkpoint_blocks must be between 0 and the depth ({depth}), got {checkpoint_blocks}")
+    return checkpoint_blocks
+
+
+def run_block(block: nn.Module, checkpointed: bool, *args):
+    """block(*args); with `checkpointed`, under autograd, its activations are recomputed in the
+    backward instead of kept (VideoMamba's use_checkpoint / checkpoint_num)."""
+    if checkpointed and torch.is_grad_enabled():
+        return checkpoint(block, *args, use_reentrant=False)
+    return block(*args)
 
 
 def gather_tokens(tokens: torch.Tensor, index: torch.Tensor) -> torch.Tensor:

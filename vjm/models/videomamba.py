@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 
 from .blocks import MambaBlock, MambaMLPBlock
-from .encoder import TokenEncoder
+from .encoder import TokenEncoder, check_checkpoint_blocks, run_block
 from .registry import register_model
 
 BLOCKS = {"mamba": MambaBlock, "mambamlp": MambaMLPBlock}
@@ -28,11 +28,13 @@ class MambaStack(nn.Module):
     """Blocks + final norm over embedded tokens: the body of VideoMamba and of its predictor."""
 
     def __init__(self, embed_dim: int, depth: int, block: str = "mamba", scan: str = "bi", merge: str = "mean",
-                 drop_path: float = 0.0, norm_eps: float = 1e-5, scan_backend: str = "auto", **block_kwargs):
+                 drop_path: float = 0.0, norm_eps: float = 1e-5, scan_backend: str = "auto",
+                 checkpoint_blocks: int = 0, **block_kwargs):
         super().__init__()
         if block not in BLOCKS:
             raise ValueError(f"VideoMamba: block must be one of {sorted(BLOCKS)}, got {block!r}")
         self.depth, self.scan = depth, scan
+        self.checkpoint_blocks = check_checkpoint_blocks(checkpoint_blocks, depth)
         rates = [drop_path * i / max(depth - 1, 1) for i in range(depth)]  # stochastic depth grows with depth
         self.blocks = nn.ModuleList(
             BLOCKS[block](embed_dim, drop_path=rate, norm_eps=norm_eps, scan=scan, merge=merge,
@@ -58,8 +60,8 @@ class MambaStack(nn.Module):
 
     def forward(self, tokens: torch.Tensor, col_order: torch.Tensor | None = None) -> torch.Tensor:
         hidden, residual = tokens, None
-        for block in self.blocks:
-            hidden, residual = block(hidden, residual, col_order=col_order)
+        for i, block in enumerate(self.blocks):
+            hidden, residual = run_block(block, i < self.checkpoint_blocks, hidden, residual, col_order)
         residual = residual + hidden
         return self.norm(residual.to(self.norm.weight.dtype))
 

@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 from timm.models.vision_transformer import Block
 
-from .encoder import TokenEncoder
+from .encoder import TokenEncoder, check_checkpoint_blocks, run_block
 from .registry import register_model
 
 
@@ -16,8 +16,9 @@ class AttentionStack(nn.Module):
     """Pre-norm transformer blocks (timm, SDPA attention) + final LayerNorm over embedded tokens."""
 
     def __init__(self, embed_dim: int, depth: int, num_heads: int, mlp_ratio: float = 4.0,
-                 drop_path: float = 0.0, qkv_bias: bool = True):
+                 drop_path: float = 0.0, qkv_bias: bool = True, checkpoint_blocks: int = 0):
         super().__init__()
+        self.checkpoint_blocks = check_checkpoint_blocks(checkpoint_blocks, depth)
         if embed_dim % num_heads:
             raise ValueError(f"attention width {embed_dim} is not divisible by num_heads {num_heads}")
         rates = [drop_path * i / max(depth - 1, 1) for i in range(depth)]  # stochastic depth grows with depth
@@ -38,17 +39,17 @@ class AttentionStack(nn.Module):
                 nn.init.zeros_(module.bias)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        for block in self.blocks:
-            tokens = block(tokens)
+        for i, block in enumerate(self.blocks):
+            tokens = run_block(block, i < self.checkpoint_blocks, tokens)
         return self.norm(tokens)
 
 
 class VisionTransformer(TokenEncoder):
     def __init__(self, embed_dim: int = 768, depth: int = 12, num_heads: int = 12, mlp_ratio: float = 4.0,
                  patch_size: int = 16, tubelet_size: int = 2, in_chans: int = 3, drop_path: float = 0.0,
-                 use_cls_token: bool = False, qkv_bias: bool = True):
+                 use_cls_token: bool = False, qkv_bias: bool = True, checkpoint_blocks: int = 0):
         super().__init__(embed_dim, patch_size, tubelet_size, in_chans, use_cls_token)
-        self.stack = AttentionStack(embed_dim, depth, num_heads, mlp_ratio, drop_path, qkv_bias)
+        self.stack = AttentionStack(embed_dim, depth, num_heads, mlp_ratio, drop_path, qkv_bias, checkpoint_blocks)
 
     def encode(self, tokens, grid, keep):
         return self.stack(tokens)

@@ -54,7 +54,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
 def build_encoder(cfg: Config) -> torch.nn.Module:
     """The encoder a config describes (context and target encoders share it)."""
     model = cfg.model
-    overrides = dict(patch_size=model.patch_size, tubelet_size=model.tubelet_size, drop_path=model.drop_path)
+    overrides = dict(patch_size=model.patch_size, tubelet_size=model.tubelet_size, drop_path=model.drop_path,
+                     checkpoint_blocks=model.checkpoint_blocks)
     overrides.update({key: getattr(model, key) for key in ("embed_dim", "depth") if getattr(model, key) is not None})
     if not model.name.startswith("vit"):
         overrides.update(scan_backend=model.scan_backend, merge=model.bidirectional_merge)
