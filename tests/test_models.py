@@ -217,15 +217,14 @@ def test_models_run_on_cuda_with_the_torch_backend(name):
     assert out.shape == (2, 1568, model.embed_dim) and torch.isfinite(out.float()).all()
 
 
-@pytest.mark.parametrize("name", ["videomamba_tiny", "vit_tiny"])
-def test_checkpointed_blocks_give_the_same_outputs_and_gradients(name):
+def assert_checkpointing_is_exact(name, device, **overrides):
     """Activation checkpointing trades memory for compute; it must not change the function,
     stochastic depth included (the recomputation replays the same random draws)."""
     torch.manual_seed(0)
-    plain = build(name, depth=3, drop_path=0.5)
-    checkpointed = build(name, depth=3, drop_path=0.5, checkpoint_blocks=2)
+    plain = build(name, depth=3, drop_path=0.5, **overrides).to(device)
+    checkpointed = build(name, depth=3, drop_path=0.5, checkpoint_blocks=2, **overrides).to(device)
     checkpointed.load_state_dict(plain.state_dict())
-    clip = torch.randn(2, 3, 4, 32, 32)
+    clip = torch.randn(2, 3, 4, 32, 32, device=device)
     results, saved_bytes = [], []
     for model in (plain, checkpointed):
         torch.manual_seed(1)
@@ -246,6 +245,17 @@ def test_checkpointed_blocks_give_the_same_outputs_and_gradients(name):
         torch.testing.assert_close(got, want)
 
 
+@pytest.mark.parametrize("name", ["videomamba_tiny", "vit_tiny"])
+def test_checkpointed_blocks_give_the_same_outputs_and_gradients(name):
+    assert_checkpointing_is_exact(name, "cpu")
+
+
 def test_checkpoint_blocks_beyond_the_depth_is_refused():
     with pytest.raises(ValueError, match=r"checkpoint_blocks must be between 0 and the depth \(3\), got 4"):
         build("videomamba_tiny", depth=3, checkpoint_blocks=4)
+
+
+@pytest.mark.gpu
+def test_checkpointed_blocks_with_the_fused_triton_direction():
+    """The fused direction's own recomputation nested in the blocks' (fp32, deterministic kernels)."""
+    assert_checkpointing_is_exact("videomamba_tiny", "cuda", scan_backend="triton")
