@@ -83,8 +83,9 @@ def lay_out(inputs, layout: str):
     """The inputs in one of the layouts the model can hand the scan:
     contiguous     (batch, E, L) and (batch, N, L) tensors;
     channel_major  u, delta, z as (E, batch x L) matrices (MambaMixer's layout), B and C contiguous;
-    mixer          channel_major, and B and C read in place as column slices of the bf16
-                   (batch x L, dt_rank + 2N) projection, as the mixer produces them."""
+    mixer          channel_major, and B and C handed over as column slices of the bf16
+                   (batch x L, dt_rank + 2N) projection, as the mixer produces them (the scan
+                   copies them to fp32; reading them in place was 1.45x slower, PERFORMANCE.md)."""
     if layout == "contiguous":
         return inputs
     laid = dict(inputs)
