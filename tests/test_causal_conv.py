@@ -1,20 +1,14 @@
 """The depthwise causal convolution + SiLU: the torch path against its definition, the Triton
 kernels against the torch path (under Triton's interpreter on the CPU, compiled on CUDA)."""
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 import torch.nn.functional as F
 
+from interpreter import run_under_interpreter
 from vjm.ops import scan_triton
 from vjm.ops.causal_conv import causal_conv1d_silu, causal_conv1d_silu_torch, causal_conv1d_silu_triton
 
-ROOT = Path(__file__).resolve().parents[1]
 triton_missing = scan_triton.import_error()
 
 
@@ -88,8 +82,7 @@ INTERPRETER_CASES = [  # (batch, E, L), taps, reverse, bias, layout, dtype
     ((2, 6, 33), 4, False, True, "contiguous", "bfloat16"),
 ]
 INTERPRETER_SCRIPT = """
-import json, sys
-sys.path.insert(0, {tests!r})
+import json
 from test_causal_conv import INTERPRETER_CASES, triton_errors
 print(json.dumps([triton_errors(*case) for case in INTERPRETER_CASES]))
 """
@@ -97,11 +90,7 @@ print(json.dumps([triton_errors(*case) for case in INTERPRETER_CASES]))
 
 @pytest.mark.skipif(triton_missing is not None, reason=f"{triton_missing}")
 def test_triton_kernels_match_under_the_interpreter():
-    env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}"}
-    done = subprocess.run([sys.executable, "-c", INTERPRETER_SCRIPT.format(tests=str(ROOT / "tests"))],
-                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    for case, errors in zip(INTERPRETER_CASES, json.loads(done.stdout.strip().splitlines()[-1])):
+    for case, errors in zip(INTERPRETER_CASES, run_under_interpreter(INTERPRETER_SCRIPT)):
         tol = 1e-5 if case[-1] == "float32" else 2e-2
         assert all(e <= tol for e in errors), (case, errors)
 

@@ -1,21 +1,15 @@
 """The fused Triton scan direction (conv, projections, scan in one autograd node, recomputing
 in the backward) against the same composition of torch ops, values and every gradient."""
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
+from interpreter import run_under_interpreter
 from vjm.ops import scan_triton
 from vjm.ops.causal_conv import causal_conv1d_silu_torch
 from vjm.ops.direction_triton import channel_view, project, scan_direction_triton
 from vjm.ops.scan_torch import selective_scan_torch
 
-ROOT = Path(__file__).resolve().parents[1]
 triton_missing = scan_triton.import_error()
 PARAMS = ("conv_weight", "conv_bias", "x_proj_weight", "dt_proj_weight", "A", "D", "dt_bias")
 
@@ -63,8 +57,7 @@ def errors(shape, reverse, dtype="float32", device="cpu"):
 
 INTERPRETER_CASES = [((2, 6, 4, 2, 19), False), ((3, 5, 3, 2, 17), True)]  # (batch, E, N, dt_rank, L), reverse
 INTERPRETER_SCRIPT = """
-import json, sys
-sys.path.insert(0, {tests!r})
+import json
 from vjm.ops import scan_triton
 from test_direction_triton import INTERPRETER_CASES, errors
 scan_triton.FWD_TILE, scan_triton.BWD_TILE, scan_triton.CHUNK, scan_triton.TARGET_PROGRAMS = 4, 2, 8, 10**6
@@ -74,11 +67,7 @@ print(json.dumps([errors(*case) for case in INTERPRETER_CASES]))
 
 @pytest.mark.skipif(triton_missing is not None, reason=f"{triton_missing}")
 def test_fused_direction_matches_the_composition_under_the_interpreter():
-    env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}"}
-    done = subprocess.run([sys.executable, "-c", INTERPRETER_SCRIPT.format(tests=str(ROOT / "tests"))],
-                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    for case, errs in zip(INTERPRETER_CASES, json.loads(done.stdout.strip().splitlines()[-1])):
+    for case, errs in zip(INTERPRETER_CASES, run_under_interpreter(INTERPRETER_SCRIPT)):
         assert set(errs) == {"out", "xz", *PARAMS}
         bad = {k: v for k, v in errs.items() if not v <= 1e-4}
         assert not bad, (case, bad)

@@ -5,20 +5,14 @@ must be set before triton is imported), with small tiles so that short sequences
 tile and chunk boundaries. On CUDA they run compiled, at the sizes the models use.
 """
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
+from interpreter import run_under_interpreter
 from test_scan import random_inputs
 from vjm.ops import available_backends, scan_triton, selective_scan
 from vjm.ops.scan_torch import selective_scan_torch
 
-ROOT = Path(__file__).resolve().parents[1]
 LOW_PRECISION = ("u", "delta", "B", "C", "z")  # the activations; A, D, delta_bias stay fp32
 
 triton_missing = scan_triton.import_error()
@@ -94,9 +88,8 @@ INTERPRETER_CASES = [
 ]
 
 INTERPRETER_SCRIPT = """
-import json, sys
+import json
 import torch
-sys.path.insert(0, {tests!r})
 from vjm.ops import scan_triton
 from test_scan_triton import INTERPRETER_CASES, compare
 from test_scan import random_inputs
@@ -114,12 +107,7 @@ print(json.dumps(results))
 
 @pytest.mark.skipif(triton_missing is not None, reason=f"{triton_missing}")
 def test_kernels_match_reference_under_the_interpreter():
-    env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}"}
-    script = INTERPRETER_SCRIPT.format(tests=str(ROOT / "tests"))
-    done = subprocess.run([sys.executable, "-c", script], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    results = json.loads(done.stdout.strip().splitlines()[-1])
+    results = run_under_interpreter(INTERPRETER_SCRIPT)
     for (shape, full, reverse, dtype, segments, layout), errors in zip(INTERPRETER_CASES, results):
         tol = 1e-4 if dtype == "float32" else 2e-2
         bad = {k: v for k, v in errors.items() if not v <= tol}  # `not <=` also catches NaN

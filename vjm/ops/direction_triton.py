@@ -45,11 +45,17 @@ def state_view(x: torch.Tensor, batch: int) -> torch.Tensor:
 
 def project(u: torch.Tensor, x_proj_weight, dt_proj_weight, dt_rank: int):
     """(x_dbl, delta, B, C) from the convolved activations u; B and C are views of x_dbl."""
-    batch, state = u.shape[0], (x_proj_weight.shape[0] - dt_rank) // 2
     x_dbl = F.linear(token_rows(u), x_proj_weight)
+    _, delta, B, C = unpack_projection(x_dbl, dt_proj_weight, dt_rank, u.shape[0])
+    return x_dbl, delta, B, C
+
+
+def unpack_projection(x_dbl: torch.Tensor, dt_proj_weight, dt_rank: int, batch: int):
+    """(dt, delta, B, C) from the (B L, dt_rank + 2N) projection: dt and B, C are views of it."""
+    state = (x_dbl.shape[1] - dt_rank) // 2
     dt, B, C = torch.split(x_dbl, [dt_rank, state, state], dim=-1)
     delta = channel_view(dt_proj_weight @ dt.t(), batch)
-    return x_dbl, delta, state_view(B, batch), state_view(C, batch)
+    return dt, delta, state_view(B, batch), state_view(C, batch)
 
 
 class ScanDirectionTriton(torch.autograd.Function):
@@ -72,12 +78,9 @@ class ScanDirectionTriton(torch.autograd.Function):
     @torch.amp.custom_bwd(device_type="cuda")
     def backward(ctx, dy):
         x, z, conv_weight, conv_bias, x_proj_weight, dt_proj_weight, A, D, dt_bias, x_dbl, states = ctx.saved_tensors
-        batch, rank = x.shape[0], ctx.dt_rank
+        batch = x.shape[0]
         u = causal_conv.conv_forward(x, conv_weight, conv_bias, ctx.reverse)  # recomputed
-        dt = x_dbl[:, :rank]
-        delta = channel_view(dt_proj_weight @ dt.t(), batch)
-        state = (x_dbl.shape[1] - rank) // 2
-        B, C = (state_view(t, batch) for t in x_dbl[:, rank:].split(state, dim=1))
+        dt, delta, B, C = unpack_projection(x_dbl, dt_proj_weight, ctx.dt_rank, batch)  # delta recomputed
         inputs = scan_triton.prepare(u, delta, A, B, C, D, z, dt_bias)
         du, ddelta, dA, dB, dC, dD, dz, dbias = scan_triton.scan_backward(*inputs, states, ctx.chunk, dy, True, ctx.reverse)
 
