@@ -3,6 +3,8 @@
 # along), run the GPU tests, time the encoder forward, the V-JEPA training step and the throughput
 # comparison (issue: GPU fast path).
 #   bash bench/gpu_session.sh OUT_DIR [build|install|tests|scan|forward|train|throughput ...]   (default: all)
+#   profiling steps, not in the default: resources (registers, spills, host cost of a launch), ncu
+#   (Nsight Compute sections of every scan kernel at VideoMamba-Ti's L 1568), sweep (backward settings)
 # build: expects the source archives in .sdists/ and the wheel builder copied to
 #   .sdists/build-cuda-wheels.sh; builds both packages side by side (about 7 minutes on an H100),
 #   installs them, and leaves their unpacked contents in OUT_DIR as an xz tar in parts of at most
@@ -44,6 +46,18 @@ for step in $steps; do
         python3 -m bench.train_step --fname configs/vjepa_k400_tiny.yaml --set model.scan_backend=$backend \
           --find-max-batch 2>&1 | tee -a "$out/train_step.txt"
       done ;;
+    resources)
+      python3 bench/scan_profile.py --launch-overhead 2>&1 | tee "$out/resources.txt" ;;
+    ncu)
+      ncu_bin=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu | head -1)
+      "$ncu_bin" --clock-control none -k regex:scan_ --section SpeedOfLight --section Occupancy \
+        --section LaunchStats --section WarpStateStats --section SchedulerStats --section InstructionStats \
+        --section SourceCounters python3 bench/scan_profile.py --shapes 32,384,1568 > "$out/ncu.txt" 2>&1
+      tail -5 "$out/ncu.txt" ;;
+    sweep)
+      python3 bench/scan.py --backends triton mamba_ssm --dims 384 --lengths 1568 392 --layouts mixer \
+        --triton-configs "" BWD_TILE=1 BWD_TILE=4 BWD_CHANNELS_PER_THREAD=2 BWD_CHANNELS_PER_THREAD=1 \
+        BWD_STATE_LANES=2 BWD_STATE_LANES=8 CHUNK=128 2>&1 | tee "$out/sweep.txt" ;;
     throughput)
       python3 -m bench.throughput --scan-backends triton mamba_ssm --profile 2>&1 | tee "$out/throughput.txt" ;;
   esac

@@ -34,6 +34,8 @@ FWD_TILE = 16  # steps per register tile in the forward kernel
 BWD_TILE = 2  # steps whose states the backward kernel holds in registers at once
 CHUNK = 64  # the forward saves the state every CHUNK steps (a multiple of both tiles)
 BLOCK_E = 32  # forward channels per program: one warp, one channel per thread
+BWD_STATE_LANES = 4  # backward: lanes that share one channel's state (each holds N / this entries)
+BWD_CHANNELS_PER_THREAD = 4  # backward: channels per thread; 32 / BWD_STATE_LANES of them per lane group
 TARGET_PROGRAMS = 2048  # cut time into segments until there are about this many programs
 SCAN_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
@@ -90,9 +92,9 @@ def _segments(length: int, programs: int, chunk: int) -> tuple[int, int]:
 
 
 def _split_layout(state: int) -> dict[str, int]:
-    """The backward's lanes: 4 over the state (NI entries each) and 8 over channels (K each)."""
-    lanes_n = min(4, _pow2(state))
-    return dict(NI=_pow2(state) // lanes_n, K=4, NL=lanes_n, EL=32 // lanes_n)
+    """The backward's one warp: NL lanes over the state (NI entries each), EL over channels (K each)."""
+    lanes_n = min(BWD_STATE_LANES, _pow2(state))
+    return dict(NI=_pow2(state) // lanes_n, K=BWD_CHANNELS_PER_THREAD, NL=lanes_n, EL=32 // lanes_n)
 
 
 def prepare(u, delta, A, B, C, D, z, delta_bias):
