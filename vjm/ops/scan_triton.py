@@ -36,6 +36,7 @@ CHUNK = 64  # the forward saves the state every CHUNK steps (a multiple of both 
 BLOCK_E = 32  # forward channels per program: one warp, one channel per thread
 BWD_STATE_LANES = 4  # backward: lanes that share one channel's state (each holds N / this entries)
 BWD_CHANNELS_PER_THREAD = 4  # backward: channels per thread; 32 / BWD_STATE_LANES of them per lane group
+BWD_STAGES = 1  # backward: 2 prefetches each piece's inputs while the piece before it runs (cp.async)
 TARGET_PROGRAMS = 2048  # cut time into segments until there are about this many programs
 SCAN_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
@@ -170,7 +171,7 @@ def scan_backward(u, delta, A, B, C, D, z, delta_bias, states, chunk, dout, delt
         u, delta, A, B, C, _or(D, u), _or(z, u), _or(delta_bias, u), dout, states, scratch,
         gloc, dtsum, du, ddelta, _or(dz, du), dA, dBt, dCt, _or(dD, dA), _or(dbias, dA),
         dim, length, states.shape[1], seg_len, n_segs, *layout, *B.stride(), *C.stride(),
-        N=state, **lanes, T=BWD_TILE, CHUNK=chunk, HAS_D=D is not None, **flags, num_warps=1,
+        N=state, **lanes, T=BWD_TILE, CHUNK=chunk, STAGES=BWD_STAGES, HAS_D=D is not None, **flags, num_warps=1,
     )
     # fp32 sums of the per-program parts; autograd casts each to its input's dtype.
     return (

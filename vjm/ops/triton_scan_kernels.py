@@ -29,25 +29,13 @@ caller; nothing of size B x E x L x N is stored.
 import triton
 import triton.language as tl
 
-LOG2E = tl.constexpr(1.4426950408889634)
-LN2 = tl.constexpr(0.6931471805599453)
-
-
-@triton.jit
-def _softplus(x):
-    # log(1 + e^x) without overflow; the linear branch above 20 matches torch's threshold.
-    return tl.where(x > 20.0, x, tl.maximum(x, 0.0) + tl.log(1.0 + tl.exp(-tl.abs(x))))
-
-
-@triton.jit
-def _sigmoid(x):
-    return 1.0 / (1.0 + tl.exp(-x))
+from .triton_math import LN2, LOG2E, exp2, sigmoid, softplus
 
 
 @triton.jit
 def _column(tile, idx: tl.constexpr, T: tl.constexpr):
     """Column `idx` of a (T, BLOCK_E) tile whose T axis lies within each thread: a register move."""
-    return tl.sum(tl.where(tl.arange(0, T)[:, None] == idx, tile, 0.0), axis=0)
+    return tl.max(tl.where(tl.arange(0, T)[:, None] == idx, tile, -float("inf")), axis=0)
 
 
 @triton.jit
@@ -63,7 +51,7 @@ def _load_dt(delta_ptrs, mask, bias, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.conste
         x = x + bias
     dt = x
     if SOFTPLUS:
-        dt = _softplus(x)
+        dt = softplus(x)
     return tl.where(mask, dt, 0.0), x
 
 
@@ -140,7 +128,7 @@ def scan_fwd_kernel(
         for r in range(0, pid_s):
             dt_sum = tl.load(dtsum_ptr + r * E + e, mask=e_ok, other=0.0)
             h_end = tl.load(hloc_ptr + r * E * N + hloc_offsets, mask=state_mask, other=0.0)
-            h = tl.exp2(dt_sum[None, :] * A2) * h + h_end
+            h = exp2(dt_sum[None, :] * A2) * h + h_end
     dt_sum = tl.zeros((BLOCK_E,), dtype=tl.float32)
     seg_start = pid_s * seg_len
     for start in range(seg_start, tl.minimum(seg_start + seg_len, L), T):
@@ -159,7 +147,7 @@ def scan_fwd_kernel(
                 dt = _column(dt_tile, col, T)
                 u = _column(u_tile, col, T)
                 b = _load_bc(B_ptr, first + col, L, n, N, stride_bl, stride_bn)
-                h = tl.exp2(dt[None, :] * A2) * h + (dt * u)[None, :] * b[:, None]
+                h = exp2(dt[None, :] * A2) * h + (dt * u)[None, :] * b[:, None]
         else:
             y_tile = tl.zeros((T, BLOCK_E), dtype=tl.float32)
             for j in tl.static_range(T):
@@ -168,13 +156,13 @@ def scan_fwd_kernel(
                 u = _column(u_tile, col, T)
                 b = _load_bc(B_ptr, first + col, L, n, N, stride_bl, stride_bn)
                 c = _load_bc(C_ptr, first + col, L, n, N, stride_cl, stride_cn)
-                h = tl.exp2(dt[None, :] * A2) * h + (dt * u)[None, :] * b[:, None]
+                h = exp2(dt[None, :] * A2) * h + (dt * u)[None, :] * b[:, None]
                 y_tile = _put_column(y_tile, col, T, tl.sum(h * c[:, None], axis=0))
             if HAS_D:
                 y_tile += u_tile * D[None, :]
             if HAS_Z:
                 z = tl.load(z_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
-                y_tile *= z * _sigmoid(z)
+                y_tile *= z * sigmoid(z)
             tl.store(out_ptr + offsets, y_tile.to(out_ptr.dtype.element_ty), mask=mask)
     if LOCAL:
         tl.store(hloc_ptr + pid_s * E * N + hloc_offsets, h, mask=state_mask)
@@ -224,7 +212,7 @@ def scan_adjoint_local_kernel(
         dy_tile = tl.load(dout_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
         if HAS_Z:
             z = tl.load(z_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
-            dy_tile *= z * _sigmoid(z)
+            dy_tile *= z * sigmoid(z)
         dt_sum += tl.sum(dt_tile, axis=0)
         for jj in tl.static_range(T):
             j = T - 1 - jj
@@ -232,7 +220,7 @@ def scan_adjoint_local_kernel(
             dt = _column(dt_tile, col, T)
             dy = _column(dy_tile, col, T)
             c = _load_bc(C_ptr, first + col, L, n, N, stride_cl, stride_cn)
-            g = (g + c[:, None] * dy[None, :]) * tl.exp2(dt[None, :] * A2)
+            g = (g + c[:, None] * dy[None, :]) * exp2(dt[None, :] * A2)
     gloc_ptr += (pid_b * n_segs + seg) * E * N
     tl.store(gloc_ptr + state_offsets, g, mask=state_mask)
     tl.store(dtsum_ptr + (pid_b * n_segs + seg) * E + e, dt_sum, mask=e_ok)
@@ -253,7 +241,7 @@ def scan_adjoint_local_kernel(
 def _tile_column(tile, idx: tl.constexpr, T: tl.constexpr):
     """Step `idx` of a (T, K, NL, EL) tile, as a (1, K, NL, EL) channel vector: a register move."""
     sel = tl.arange(0, T)[:, None, None, None] == idx
-    return tl.sum(tl.where(sel, tile, 0.0), axis=0, keep_dims=True)
+    return tl.max(tl.where(sel, tile, -float("inf")), axis=0, keep_dims=True)
 
 
 @triton.jit
@@ -280,7 +268,7 @@ def scan_bwd_kernel(
     E, L, n_chunks, seg_len, n_segs, stride_b, stride_e,
     stride_bb, stride_bn, stride_bl, stride_cb, stride_cn, stride_cl,
     N: tl.constexpr, NI: tl.constexpr, K: tl.constexpr, NL: tl.constexpr, EL: tl.constexpr,
-    T: tl.constexpr, CHUNK: tl.constexpr,
+    T: tl.constexpr, CHUNK: tl.constexpr, STAGES: tl.constexpr,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     REVERSE: tl.constexpr, VEC: tl.constexpr,
 ):
@@ -342,7 +330,7 @@ def scan_bwd_kernel(
         seg = n_segs - 1 - back
         dt_sum = tl.load(dtsum_ptr + seg * E + e, mask=e_ok, other=0.0)
         g_seg = tl.load(gloc_ptr + seg * E * N + e * N + n, mask=state_mask, other=0.0)
-        g = tl.exp2(dt_sum * A2) * g + g_seg
+        g = exp2(dt_sum * A2) * g + g_seg
     dA_acc = tl.zeros((NI, K, NL, EL), dtype=tl.float32)
     dD_acc = tl.zeros((1, K, NL, EL), dtype=tl.float32)
     dbias_acc = tl.zeros((1, K, NL, EL), dtype=tl.float32)
@@ -369,9 +357,9 @@ def scan_bwd_kernel(
                     dt = _tile_column(dt_tile, col, T)
                     u = _tile_column(u_tile, col, T)
                     b = _load_bc(B_ptr, p, L, n_bc, N, stride_bl, stride_bn)
-                    h = tl.exp2(dt * A2) * h + (dt * u) * b
+                    h = exp2(dt * A2) * h + (dt * u) * b
         # Pass B: each T-step piece from the end: states into registers, then the adjoint.
-        for back_sub in range(n_subs):
+        for back_sub in tl.range(n_subs, num_stages=STAGES):
             sub = n_subs - 1 - back_sub
             first, pos = _tile_positions(chunk_start + sub * T, L, T, REVERSE, VEC)
             pos = pos[:, None, None, None]
@@ -382,7 +370,7 @@ def scan_bwd_kernel(
             dy_tile = tl.load(dout_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
             if HAS_Z:
                 z = tl.load(z_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
-                dy_tile *= z * _sigmoid(z)
+                dy_tile *= z * sigmoid(z)
 
             h = tl.load(scratch_ptr + sub * STATE + scratch_offsets)
             before = tl.zeros((T, NI, K, NL, EL), dtype=tl.float32)  # the state before each step
@@ -394,7 +382,7 @@ def scan_bwd_kernel(
                     dt = _tile_column(dt_tile, col, T)
                     u = _tile_column(u_tile, col, T)
                     b = _load_bc(B_ptr, p, L, n_bc, N, stride_bl, stride_bn)
-                    h = tl.exp2(dt * A2) * h + (dt * u) * b
+                    h = exp2(dt * A2) * h + (dt * u) * b
 
             y_tile = tl.zeros((T, K, NL, EL), dtype=tl.float32)
             ddt_tile = tl.zeros((T, K, NL, EL), dtype=tl.float32)
@@ -408,8 +396,8 @@ def scan_bwd_kernel(
                 dy = _tile_column(dy_tile, col, T)
                 b = _load_bc(B_ptr, p, L, n_bc, N, stride_bl, stride_bn)
                 c = _load_bc(C_ptr, p, L, n_bc, N, stride_cl, stride_cn)
-                h_prev = tl.sum(tl.where(steps[:, :, :, :, None] == j, before, 0.0), axis=0)
-                a = tl.exp2(dt * A2)
+                h_prev = tl.max(tl.where(steps[:, :, :, :, None] == j, before, -float("inf")), axis=0)
+                a = exp2(dt * A2)
                 dtu = dt * u
                 h = a * h_prev + dtu * b
                 y_tile = _tile_put(y_tile, col, T, _sum_state(h * c))
@@ -433,13 +421,13 @@ def scan_bwd_kernel(
             if HAS_Z:
                 dout = tl.load(dout_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
                 z = tl.load(z_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
-                z_sig = _sigmoid(z)
+                z_sig = sigmoid(z)
                 dz = dout * y_tile * z_sig * (1.0 + z * (1.0 - z_sig))
                 tl.store(dz_ptr + offsets, dz.to(dz_ptr.dtype.element_ty), mask=store_mask)
             ddelta = ddt_tile
             if SOFTPLUS:
                 _, x_tile = _load_dt(delta_ptr + offsets, mask, bias, HAS_BIAS, False)
-                ddelta = ddt_tile * _sigmoid(x_tile)
+                ddelta = ddt_tile * sigmoid(x_tile)
             ddelta = tl.where(mask, ddelta, 0.0)
             dbias_acc += tl.sum(ddelta, axis=0, keep_dims=True)
             tl.store(du_ptr + offsets, du_tile.to(du_ptr.dtype.element_ty), mask=store_mask)

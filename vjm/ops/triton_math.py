@@ -1,0 +1,58 @@
+"""Elementwise math for the scan kernels in the GPU's approximate instructions.
+
+Triton lowers `tl.exp2` to `ex2.approx.f32` wrapped in a range fix-up for results below 2^-126
+(a compare and two conditional multiplies), `tl.log` to a ~20-instruction polynomial, and `/` to
+an IEEE division. The scan evaluates them once per state entry and step (exp2), or per channel and
+step (softplus, sigmoid), so that overhead was a third of the instructions its kernels executed
+(docs/PERFORMANCE.md). Here they are single MUFU instructions: `ex2.approx.ftz`, `lg2.approx.ftz`,
+`rcp.approx.ftz`, each within 2 ulp, with subnormal results flushed to zero (a state entry decayed
+below 2^-126 is zero to fp32 accuracy anyway).
+
+Triton's interpreter, which runs the kernels on the CPU for the tests, has no inline assembly:
+there the same functions fall back to the tl.* forms, which compute the same values.
+"""
+
+import os
+
+import triton
+import triton.language as tl
+
+FAST_MATH = tl.constexpr(os.environ.get("TRITON_INTERPRET", "0") in ("", "0"))
+LOG2E = tl.constexpr(1.4426950408889634)
+LN2 = tl.constexpr(0.6931471805599453)
+
+
+@triton.jit
+def exp2(x):
+    if FAST_MATH:
+        return tl.inline_asm_elementwise("ex2.approx.ftz.f32 $0, $1;", "=f,f", [x], dtype=tl.float32,
+                                         is_pure=True, pack=1)
+    return tl.exp2(x)
+
+
+@triton.jit
+def log2(x):
+    if FAST_MATH:
+        return tl.inline_asm_elementwise("lg2.approx.ftz.f32 $0, $1;", "=f,f", [x], dtype=tl.float32,
+                                         is_pure=True, pack=1)
+    return tl.log2(x)
+
+
+@triton.jit
+def reciprocal(x):
+    if FAST_MATH:
+        return tl.inline_asm_elementwise("rcp.approx.ftz.f32 $0, $1;", "=f,f", [x], dtype=tl.float32,
+                                         is_pure=True, pack=1)
+    return 1.0 / x
+
+
+@triton.jit
+def softplus(x):
+    """log(1 + e^x) without overflow; the linear branch above 20 matches torch's threshold."""
+    soft = tl.maximum(x, 0.0) + LN2 * log2(1.0 + exp2(-tl.abs(x) * LOG2E))
+    return tl.where(x > 20.0, x, soft)
+
+
+@triton.jit
+def sigmoid(x):
+    return reciprocal(1.0 + exp2(-x * LOG2E))
