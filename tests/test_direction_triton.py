@@ -60,7 +60,8 @@ INTERPRETER_SCRIPT = """
 import json
 from vjm.ops import scan_triton
 from test_direction_triton import INTERPRETER_CASES, errors
-scan_triton.FWD_TILE, scan_triton.BWD_TILE, scan_triton.CHUNK, scan_triton.TARGET_PROGRAMS = 4, 2, 8, 10**6
+scan_triton.FWD_TILE, scan_triton.BWD_TILE, scan_triton.CHUNK = 4, 2, 8
+scan_triton.TARGET_PROGRAMS = scan_triton.BWD_TARGET_PROGRAMS = 10**6
 print(json.dumps([errors(*case) for case in INTERPRETER_CASES]))
 """
 

@@ -98,7 +98,7 @@ scan_triton.FWD_TILE, scan_triton.BWD_TILE, scan_triton.CHUNK = 4, 2, 8
 results = []
 for shape, full, reverse, dtype, segments, layout in INTERPRETER_CASES:
     # One segment per sequence, or as many segments (of one chunk) as the sequence has chunks.
-    scan_triton.TARGET_PROGRAMS = 10**6 if segments else 1
+    scan_triton.TARGET_PROGRAMS = scan_triton.BWD_TARGET_PROGRAMS = 10**6 if segments else 1
     inputs = random_inputs(*shape, dtype=torch.float32, seed=sum(shape), full=full)
     results.append(compare(inputs, getattr(torch, dtype), reverse, layout=layout))
 print(json.dumps(results))
@@ -176,6 +176,7 @@ def test_gpu_reads_the_mixer_layout_in_place(dtype):
 def test_gpu_one_segment_per_sequence(monkeypatch):
     """Enough programs without cutting time: the path large batches take."""
     monkeypatch.setattr(scan_triton, "TARGET_PROGRAMS", 1)
+    monkeypatch.setattr(scan_triton, "BWD_TARGET_PROGRAMS", 1)
     inputs = {k: v.cuda() for k, v in random_inputs(3, 70, 16, 700, dtype=torch.float32, seed=3).items()}
     errors = compare(inputs, torch.bfloat16, reverse=True)
     assert all(v <= 2e-2 for v in errors.values()), errors
@@ -208,7 +209,7 @@ def peak_training_memory(batch, dim, state, length):
 def test_gpu_memory_holds_no_state_per_step():
     """Forward + backward never hold a batch x E x L x N tensor (the chunked recomputation):
     doubling L adds the activations and gradients of the new steps, far less than their states.
-    (The backward's scratch is a fixed cost: TARGET_PROGRAMS programs x CHUNK / BWD_TILE states.)"""
+    (The backward's scratch is a fixed cost: BWD_TARGET_PROGRAMS programs x CHUNK / BWD_TILE states.)"""
     batch, dim, state, length = 4, 256, 16, 4096
     growth = peak_training_memory(batch, dim, state, 2 * length) - peak_training_memory(batch, dim, state, length)
     states_of_new_steps = batch * dim * state * length * 4

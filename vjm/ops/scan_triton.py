@@ -35,9 +35,11 @@ BWD_TILE = 2  # steps whose states the backward kernel holds in registers at onc
 CHUNK = 64  # the forward saves the state every CHUNK steps (a multiple of both tiles)
 BLOCK_E = 32  # forward channels per program: one warp, one channel per thread
 BWD_STATE_LANES = 4  # backward: lanes that share one channel's state (each holds N / this entries)
-BWD_CHANNELS_PER_THREAD = 4  # backward: channels per thread; 32 / BWD_STATE_LANES of them per lane group
+BWD_CHANNELS_PER_THREAD = 1  # backward: channels per thread (1: 96 registers, 5 warps per scheduler)
 BWD_STAGES = 1  # backward: 2 prefetches each piece's inputs while the piece before it runs (cp.async)
-TARGET_PROGRAMS = 2048  # cut time into segments until there are about this many programs
+TARGET_PROGRAMS = 2048  # forward: cut time into segments until there are about this many programs
+# Backward: fewer, since its per-program scratch must stay in L2 and each segment adds a pass.
+BWD_TARGET_PROGRAMS = 1024
 SCAN_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
@@ -85,9 +87,9 @@ def _check_inputs(tensors: dict[str, torch.Tensor | None]) -> None:
             )
 
 
-def _segments(length: int, programs: int, chunk: int) -> tuple[int, int]:
-    """(segment length, number of segments): whole chunks, enough programs to fill the GPU."""
-    wanted = max(1, min(_cdiv(TARGET_PROGRAMS, programs), _cdiv(length, chunk)))
+def _segments(length: int, programs: int, chunk: int, target: int) -> tuple[int, int]:
+    """(segment length, number of segments): whole chunks, about `target` programs in all."""
+    wanted = max(1, min(_cdiv(target, programs), _cdiv(length, chunk)))
     seg_len = _cdiv(_cdiv(length, wanted), chunk) * chunk
     return seg_len, _cdiv(length, seg_len)
 
@@ -114,7 +116,7 @@ def scan_forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse, s
     state = A.shape[1]
     n_chunks = _cdiv(length, CHUNK)
     n_eblocks = _cdiv(dim, BLOCK_E)
-    seg_len, n_segs = _segments(length, batch * n_eblocks, CHUNK)
+    seg_len, n_segs = _segments(length, batch * n_eblocks, CHUNK, TARGET_PROGRAMS)
     f32 = dict(device=u.device, dtype=torch.float32)
     out = torch.empty_like(u)
     states = torch.empty(batch, n_chunks, dim, state, **f32) if save_states else None
@@ -143,7 +145,7 @@ def scan_backward(u, delta, A, B, C, D, z, delta_bias, states, chunk, dout, delt
     lanes = _split_layout(state)
     block_e = lanes["K"] * lanes["EL"]
     n_eblocks = _cdiv(dim, block_e)
-    seg_len, n_segs = _segments(length, batch * n_eblocks, chunk)
+    seg_len, n_segs = _segments(length, batch * n_eblocks, chunk, BWD_TARGET_PROGRAMS)
     f32 = dict(device=u.device, dtype=torch.float32)
     du, ddelta = torch.empty_like(u), torch.empty_like(u, dtype=delta.dtype)
     dz = torch.empty_like(u, dtype=z.dtype) if z is not None else None  # z may be a strided view
@@ -153,7 +155,7 @@ def scan_backward(u, delta, A, B, C, D, z, delta_bias, states, chunk, dout, delt
     dD = torch.empty(batch, n_segs, dim, **f32) if D is not None else None
     dbias = torch.empty(batch, n_segs, dim, **f32) if delta_bias is not None else None
     # Per program, the states of one chunk every BWD_TILE steps: a cost fixed by the number of
-    # programs (about TARGET_PROGRAMS when time is cut), not by L.
+    # programs (about BWD_TARGET_PROGRAMS when time is cut), not by L.
     scratch = torch.empty(batch * n_segs * n_eblocks * (chunk // BWD_TILE) * _pow2(state) * block_e, **f32)
     gloc = torch.empty(batch, n_segs, dim, state, **f32) if n_segs > 1 else dA
     dtsum = torch.empty(batch, n_segs, dim, **f32) if n_segs > 1 else dA
