@@ -88,6 +88,30 @@ def test_no_weight_decay_on_biases_norms_ssm_parameters_and_tokens(tmp_path):
     assert decay["decay"] and not no_decay["decay"] and no_decay["weight_decay"] == 0.0
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_gpu_optimizer_is_fused_and_steps_like_the_multi_tensor_one():
+    cfg = config_from_dict({}).optim
+    torch.manual_seed(0)
+    models = [torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.LayerNorm(8)).cuda() for _ in range(2)]
+    models[1].load_state_dict(models[0].state_dict())
+    fused = build_optimizer(models[0], cfg)
+    for group in fused.param_groups:  # no decay anywhere: the two differ only in the kernel
+        group["weight_decay"] = 0.0
+    reference = torch.optim.AdamW(models[1].parameters(), lr=cfg.start_lr, betas=tuple(cfg.betas), eps=cfg.eps,
+                                  weight_decay=0.0, foreach=True)
+    assert fused.defaults["fused"] and not reference.defaults["fused"]
+    x = torch.randn(4, 8, device="cuda")
+    for model, optimizer in zip(models, (fused, reference)):
+        for _ in range(3):
+            model(x).square().mean().backward()
+            optimizer.step()
+            optimizer.zero_grad()
+    for a, b in zip(models[0].parameters(), models[1].parameters()):
+        torch.testing.assert_close(a, b)
+    assert not build_optimizer(torch.nn.Linear(2, 2), cfg).defaults["fused"]  # CPU parameters
+
+
 def test_ema_moves_the_target_towards_the_encoder():
     encoder = torch.nn.Linear(3, 3)
     objective = VJEPA(encoder, torch.nn.Identity(), ema_momentum=(0.9, 1.0))

@@ -26,8 +26,11 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:
         {"params": [p for n, p in named if decays(n, p)], "decay": True},
         {"params": [p for n, p in named if not decays(n, p)], "decay": False, "weight_decay": 0.0},
     ]
+    # On the GPU, one fused kernel per step instead of several multi-tensor launches per parameter
+    # group: the V-JEPA step of a Tiny model is bound by the host's launches (docs/PERFORMANCE.md).
+    fused = bool(named) and all(p.is_cuda for _, p in named)
     return torch.optim.AdamW(groups, lr=cfg.start_lr, betas=tuple(cfg.betas), eps=cfg.eps,
-                             weight_decay=cfg.weight_decay)
+                             weight_decay=cfg.weight_decay, fused=fused or None)
 
 
 def cosine(start: float, end: float, progress: float) -> float:
