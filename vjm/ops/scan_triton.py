@@ -36,10 +36,13 @@ CHUNK = 64  # the forward saves the state every CHUNK steps (a multiple of both 
 BLOCK_E = 32  # forward channels per program: one warp, one channel per thread
 BWD_STATE_LANES = 4  # backward: lanes that share one channel's state (each holds N / this entries)
 BWD_CHANNELS_PER_THREAD = 1  # backward: channels per thread (1: 96 registers, 5 warps per scheduler)
-BWD_STAGES = 1  # backward: 2 prefetches each piece's inputs while the piece before it runs (cp.async)
 TARGET_PROGRAMS = 2048  # forward: cut time into segments until there are about this many programs
-# Backward: fewer, since its per-program scratch must stay in L2 and each segment adds a pass.
-BWD_TARGET_PROGRAMS = 1024
+# Backward: each segment adds an adjoint pre-pass and a scratch, so time is cut only when batch x
+# channel blocks are too few to fill the GPU, and then towards BWD_TARGET_PROGRAMS (H100 timings
+# in docs/PERFORMANCE.md: at L 784, batch 64, two segments cost 26%; at L 6272, batch 8, eleven
+# segments saved 30% over three).
+BWD_ENOUGH_PROGRAMS = 1024
+BWD_TARGET_PROGRAMS = 4096
 SCAN_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
@@ -145,7 +148,8 @@ def scan_backward(u, delta, A, B, C, D, z, delta_bias, states, chunk, dout, delt
     lanes = _split_layout(state)
     block_e = lanes["K"] * lanes["EL"]
     n_eblocks = _cdiv(dim, block_e)
-    seg_len, n_segs = _segments(length, batch * n_eblocks, chunk, BWD_TARGET_PROGRAMS)
+    programs = batch * n_eblocks
+    seg_len, n_segs = _segments(length, programs, chunk, 1 if programs >= BWD_ENOUGH_PROGRAMS else BWD_TARGET_PROGRAMS)
     f32 = dict(device=u.device, dtype=torch.float32)
     du, ddelta = torch.empty_like(u), torch.empty_like(u, dtype=delta.dtype)
     dz = torch.empty_like(u, dtype=z.dtype) if z is not None else None  # z may be a strided view
@@ -173,7 +177,7 @@ def scan_backward(u, delta, A, B, C, D, z, delta_bias, states, chunk, dout, delt
         u, delta, A, B, C, _or(D, u), _or(z, u), _or(delta_bias, u), dout, states, scratch,
         gloc, dtsum, du, ddelta, _or(dz, du), dA, dBt, dCt, _or(dD, dA), _or(dbias, dA),
         dim, length, states.shape[1], seg_len, n_segs, *layout, *B.stride(), *C.stride(),
-        N=state, **lanes, T=BWD_TILE, CHUNK=chunk, STAGES=BWD_STAGES, HAS_D=D is not None, **flags, num_warps=1,
+        N=state, **lanes, T=BWD_TILE, CHUNK=chunk, HAS_D=D is not None, **flags, num_warps=1,
     )
     # fp32 sums of the per-program parts; autograd casts each to its input's dtype.
     return (

@@ -35,7 +35,7 @@ from .triton_math import LN2, LOG2E, exp2, sigmoid, softplus
 @triton.jit
 def _column(tile, idx: tl.constexpr, T: tl.constexpr):
     """Column `idx` of a (T, BLOCK_E) tile whose T axis lies within each thread: a register move."""
-    return tl.max(tl.where(tl.arange(0, T)[:, None] == idx, tile, -float("inf")), axis=0)
+    return tl.sum(tl.where(tl.arange(0, T)[:, None] == idx, tile, 0.0), axis=0)
 
 
 @triton.jit
@@ -241,7 +241,7 @@ def scan_adjoint_local_kernel(
 def _tile_column(tile, idx: tl.constexpr, T: tl.constexpr):
     """Step `idx` of a (T, K, NL, EL) tile, as a (1, K, NL, EL) channel vector: a register move."""
     sel = tl.arange(0, T)[:, None, None, None] == idx
-    return tl.max(tl.where(sel, tile, -float("inf")), axis=0, keep_dims=True)
+    return tl.sum(tl.where(sel, tile, 0.0), axis=0, keep_dims=True)
 
 
 @triton.jit
@@ -268,7 +268,7 @@ def scan_bwd_kernel(
     E, L, n_chunks, seg_len, n_segs, stride_b, stride_e,
     stride_bb, stride_bn, stride_bl, stride_cb, stride_cn, stride_cl,
     N: tl.constexpr, NI: tl.constexpr, K: tl.constexpr, NL: tl.constexpr, EL: tl.constexpr,
-    T: tl.constexpr, CHUNK: tl.constexpr, STAGES: tl.constexpr,
+    T: tl.constexpr, CHUNK: tl.constexpr,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     REVERSE: tl.constexpr, VEC: tl.constexpr,
 ):
@@ -359,7 +359,7 @@ def scan_bwd_kernel(
                     b = _load_bc(B_ptr, p, L, n_bc, N, stride_bl, stride_bn)
                     h = exp2(dt * A2) * h + (dt * u) * b
         # Pass B: each T-step piece from the end: states into registers, then the adjoint.
-        for back_sub in tl.range(n_subs, num_stages=STAGES):
+        for back_sub in range(n_subs):
             sub = n_subs - 1 - back_sub
             first, pos = _tile_positions(chunk_start + sub * T, L, T, REVERSE, VEC)
             pos = pos[:, None, None, None]
@@ -396,7 +396,7 @@ def scan_bwd_kernel(
                 dy = _tile_column(dy_tile, col, T)
                 b = _load_bc(B_ptr, p, L, n_bc, N, stride_bl, stride_bn)
                 c = _load_bc(C_ptr, p, L, n_bc, N, stride_cl, stride_cn)
-                h_prev = tl.max(tl.where(steps[:, :, :, :, None] == j, before, -float("inf")), axis=0)
+                h_prev = tl.sum(tl.where(steps[:, :, :, :, None] == j, before, 0.0), axis=0)
                 a = exp2(dt * A2)
                 dtu = dt * u
                 h = a * h_prev + dtu * b
