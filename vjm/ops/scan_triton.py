@@ -149,7 +149,8 @@ def scan_backward(u, delta, A, B, C, D, z, delta_bias, states, chunk, dout, delt
     block_e = lanes["K"] * lanes["EL"]
     n_eblocks = _cdiv(dim, block_e)
     programs = batch * n_eblocks
-    seg_len, n_segs = _segments(length, programs, chunk, 1 if programs >= BWD_ENOUGH_PROGRAMS else BWD_TARGET_PROGRAMS)
+    target = BWD_TARGET_PROGRAMS if programs < BWD_ENOUGH_PROGRAMS else 1  # 1: one segment
+    seg_len, n_segs = _segments(length, programs, chunk, target)
     f32 = dict(device=u.device, dtype=torch.float32)
     du, ddelta = torch.empty_like(u), torch.empty_like(u, dtype=delta.dtype)
     dz = torch.empty_like(u, dtype=z.dtype) if z is not None else None  # z may be a strided view

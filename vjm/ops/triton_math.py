@@ -3,22 +3,22 @@
 Triton lowers `tl.exp2` to `ex2.approx.f32` wrapped in a range fix-up for results below 2^-126
 (a compare and two conditional multiplies), `tl.log` to a ~20-instruction polynomial, and `/` to
 an IEEE division. The scan evaluates them once per state entry and step (exp2), or per channel and
-step (softplus, sigmoid): that overhead was 14% of the forward's inner loop and 15-29% of the
-backward's, counted in their sm_90 code (bench/scan_sass.py, docs/PERFORMANCE.md). Here they are
-single MUFU instructions: `ex2.approx.ftz`, `lg2.approx.ftz`,
-`rcp.approx.ftz`, each within 2 ulp, with subnormal results flushed to zero (a state entry decayed
-below 2^-126 is zero to fp32 accuracy anyway).
+step (softplus, sigmoid): that overhead was 14% of the forward's inner loop and 13-29% of the
+backward's, counted in their sm_90 code (bench/scan_sass.py, docs/PERFORMANCE.md). Here each is
+one MUFU instruction, `ex2.approx.ftz`, `lg2.approx.ftz` or `rcp.approx.ftz`, within 2 ulp, with
+subnormal results flushed to zero (a state entry decayed below 2^-126 is zero to fp32 accuracy
+anyway).
 
 Triton's interpreter, which runs the kernels on the CPU for the tests, has no inline assembly:
 there the same functions fall back to the tl.* forms, which compute the same values.
 """
 
-import os
-
 import triton
 import triton.language as tl
 
-FAST_MATH = tl.constexpr(os.environ.get("TRITON_INTERPRET", "0") in ("", "0"))
+from .scan_triton import interpreting
+
+FAST_MATH = tl.constexpr(not interpreting())
 LOG2E = tl.constexpr(1.4426950408889634)
 LN2 = tl.constexpr(0.6931471805599453)
 
