@@ -24,26 +24,28 @@ LN2 = tl.constexpr(0.6931471805599453)
 
 
 @triton.jit
+def _one_instruction(x, asm: tl.constexpr):
+    return tl.inline_asm_elementwise(asm, "=f,f", [x], dtype=tl.float32, is_pure=True, pack=1)
+
+
+@triton.jit
 def exp2(x):
     if FAST_MATH:
-        return tl.inline_asm_elementwise("ex2.approx.ftz.f32 $0, $1;", "=f,f", [x], dtype=tl.float32,
-                                         is_pure=True, pack=1)
+        return _one_instruction(x, "ex2.approx.ftz.f32 $0, $1;")
     return tl.exp2(x)
 
 
 @triton.jit
 def log2(x):
     if FAST_MATH:
-        return tl.inline_asm_elementwise("lg2.approx.ftz.f32 $0, $1;", "=f,f", [x], dtype=tl.float32,
-                                         is_pure=True, pack=1)
+        return _one_instruction(x, "lg2.approx.ftz.f32 $0, $1;")
     return tl.log2(x)
 
 
 @triton.jit
 def reciprocal(x):
     if FAST_MATH:
-        return tl.inline_asm_elementwise("rcp.approx.ftz.f32 $0, $1;", "=f,f", [x], dtype=tl.float32,
-                                         is_pure=True, pack=1)
+        return _one_instruction(x, "rcp.approx.ftz.f32 $0, $1;")
     return 1.0 / x
 
 
