@@ -56,7 +56,7 @@ for step in $steps; do
       tail -5 "$out/ncu.txt" ;;
     sweep)
       python3 bench/scan.py --backends triton mamba_ssm --dims 384 --lengths 1568 392 --layouts mixer \
-        --triton-configs "" BWD_TILE=1 BWD_TILE=4 BWD_CHANNELS_PER_THREAD=2 BWD_CHANNELS_PER_THREAD=4 \
+        --triton-configs "" BWD_TILE=2 BWD_CHANNELS_PER_THREAD=2 BWD_CHANNELS_PER_THREAD=4 \
         BWD_STATE_LANES=8 CHUNK=128 2>&1 | tee "$out/sweep.txt" ;;
     throughput)
       python3 -m bench.throughput --scan-backends triton mamba_ssm --profile 2>&1 | tee "$out/throughput.txt" ;;

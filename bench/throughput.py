@@ -27,6 +27,7 @@ import functools
 import gc
 import platform
 import pstats
+import re
 import subprocess
 import sys
 import time
@@ -316,16 +317,31 @@ def vjepa_table(args, device, backends: list[tuple[str, str]], auto: str, precis
                 row(f"vjm {model}", label, r, ratio(r, ref_vit))
 
 
-def profile(args, device: torch.device, backends: list[tuple[str, str]]) -> None:
-    """Where the time of one V-JEPA step of the first VideoMamba goes: the top ops by self time."""
-    _, mambas = split_models(args.models)
-    if not mambas or not backends:
-        print("\n--profile: no VideoMamba model or no usable scan backend to profile", flush=True)
-        return
-    model, (backend, label), frames = mambas[0], backends[0], args.profile_frames
-    batch = batch_for(frames, args)
-    step, _ = vjepa_step(config_for(args, model, frames, backend), batch, device)
-    seconds, _ = time_steps(step, steps=1, warmup=max(args.warmup, 1), device=device)
+# Kernel names -> what they do; the first pattern that matches names the kind.
+KERNEL_KINDS = (
+    ("scan forward (vjm)", r"^scan_fwd_kernel"),
+    ("scan backward (vjm)", r"^scan_bwd_kernel|^scan_adjoint_local_kernel"),
+    ("conv + SiLU (vjm)", r"^conv_silu_"),
+    ("scan forward (mamba_ssm)", r"selective_scan_fwd"),
+    ("scan backward (mamba_ssm)", r"selective_scan_bwd"),
+    ("causal_conv1d", r"causal_conv1d"),
+    ("matmul", r"gemm|nvjet|cutlass|xmma|cublas|splitK"),
+    ("norm", r"norm"),
+    ("optimizer", r"adam|multi_tensor"),
+    ("reduction", r"reduce_kernel"),
+    ("copy / cast / cat", r"copy|cat"),
+    ("elementwise", r"elementwise|vectorized"),
+    ("other", r""),
+)
+
+
+def kernel_kind(name: str) -> str:
+    return next(kind for kind, pattern in KERNEL_KINDS if re.search(pattern, name, re.IGNORECASE))
+
+
+def profile_kinds(title: str, step: Step, device: torch.device) -> "torch.autograd.profiler_util.EventList":
+    """Time steps unprofiled, profile one more, print its CUDA time by kind of kernel; -> the events."""
+    seconds, _ = time_steps(step, steps=3, warmup=2, device=device)
     activities = [torch.profiler.ProfilerActivity.CPU]
     if device.type == "cuda":
         activities.append(torch.profiler.ProfilerActivity.CUDA)
@@ -333,14 +349,43 @@ def profile(args, device: torch.device, backends: list[tuple[str, str]]) -> None
         step(0)
         sync(device)
     events = prof.key_averages()
+    print(f"\n### {title}\n\nStep wall time (unprofiled): {1e3 * seconds:.1f} ms", flush=True)
+    if device.type != "cuda":
+        return events
+    kinds: dict[str, list[float]] = {}
+    for e in events:
+        if e.device_type == torch.autograd.DeviceType.CUDA and not getattr(e, "is_user_annotation", False):
+            calls_ms = kinds.setdefault(kernel_kind(e.key), [0, 0.0])
+            calls_ms[0] += e.count
+            calls_ms[1] += e.self_device_time_total / 1e3
+    total = sum(ms for _, ms in kinds.values())
+    print(f"CUDA kernels {total:.1f} ms, {100 * total / (1e3 * seconds):.0f}% of the wall time "
+          "(the rest: the GPU waits for the host)\n\n| kernels | calls | ms | share |\n|---|---|---|---|")
+    for kind, (calls, ms) in sorted(kinds.items(), key=lambda item: -item[1][1]):
+        print(f"| {kind} | {calls} | {ms:.1f} | {100 * ms / total:.0f}% |")
+    return events
+
+
+def profile(args, device: torch.device, backends: list[tuple[str, str]], baseline_skip: str | None) -> None:
+    """Where the time goes: the encoder step of the first VideoMamba (and of the mamba_ssm stack)
+    and its V-JEPA step, by kind of kernel; then the V-JEPA step's top ops, device and host."""
+    _, mambas = split_models(args.models)
+    if not mambas or not backends:
+        print("\n--profile: no VideoMamba model or no usable scan backend to profile", flush=True)
+        return
+    model, (backend, label), frames = mambas[0], backends[0], args.profile_frames
+    batch = batch_for(frames, args)
+    cfg = config_for(args, model, frames, backend)
+    print(f"\n## Profiles at {frames} frames, batch {batch}", flush=True)
+    profile_kinds(f"Encoder forward+backward, vjm {model}, scan {label}", encoder_step(cfg, batch, device)[0], device)
+    if baseline_skip is None:
+        profile_kinds(f"Encoder forward+backward, mamba_ssm Mamba x2 stack ({model} size)",
+                      encoder_step(cfg, batch, device, baseline=True)[0], device)
+    gc.collect()
+    step, _ = vjepa_step(cfg, batch, device)
+    events = profile_kinds(f"V-JEPA step, vjm {model}, scan {label}", step, device)
     kind = "cuda" if device.type == "cuda" else "cpu"
-    print(f"\n## Profile: one V-JEPA step, vjm {model}, scan {label}, {frames} frames, batch {batch}\n")
-    summary = f"Step wall time (unprofiled): {1e3 * seconds:.1f} ms"
-    if device.type == "cuda":  # kernel time over wall time: how far the GPU is kept busy
-        kernels = sum(e.self_device_time_total for e in events if e.device_type == torch.autograd.DeviceType.CUDA
-                      and not getattr(e, "is_user_annotation", False)) / 1e3
-        summary += f"; CUDA kernel time {kernels:.1f} ms ({100 * kernels / (1e3 * seconds):.0f}% of the wall time)"
-    print(f"{summary}. Top 15 ops by self {kind.upper()} time, summed over calls:\n", flush=True)
+    print(f"\nTop 15 ops by self {kind.upper()} time, summed over calls:\n", flush=True)
     print(events.table(sort_by=f"self_{kind}_time_total", row_limit=15, max_name_column_width=70), flush=True)
     if device.type == "cuda":  # where the host's time goes when it, not the GPU, sets the pace
         print("\nTop 15 ops by self CPU time (the host side: Python, dispatch, kernel launches):\n", flush=True)
@@ -373,7 +418,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--depth", type=int, default=None, help="override every encoder's depth (quick tests)")
     parser.add_argument("--steps", type=int, default=8, help="timed steps per row")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps per row (kernel compilation)")
-    parser.add_argument("--profile", action="store_true", help="profile one V-JEPA step of the first VideoMamba")
+    parser.add_argument("--profile", action="store_true", help="profile the encoder step (vjm, the mamba_ssm stack) and the V-JEPA step of the first VideoMamba")
     parser.add_argument("--profile-frames", type=int, default=16)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
@@ -412,7 +457,7 @@ def main() -> None:
     encoder_table(args, device, backends, baseline_skip, precision)
     vjepa_table(args, device, backends, auto, precision)
     if args.profile:
-        profile(args, device, backends)
+        profile(args, device, backends, baseline_skip)
     print(f"\ntotal {time.perf_counter() - started:.0f} s", flush=True)
 
 

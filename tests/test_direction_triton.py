@@ -7,7 +7,8 @@ import torch
 from interpreter import run_under_interpreter
 from vjm.ops import scan_triton
 from vjm.ops.causal_conv import causal_conv1d_silu_torch
-from vjm.ops.direction_triton import channel_view, project, scan_direction_triton
+from vjm.ops.channel_major import channel_view
+from vjm.ops.direction_triton import project, scan_direction_triton
 from vjm.ops.scan_torch import selective_scan_torch
 
 triton_missing = scan_triton.import_error()

@@ -14,8 +14,8 @@ copies of the activations are made in the mixer.
 
 Layout: inside the mixer the activations live as (E, batch x L) matrices, the layout in which
 the in, x, dt and out projections produce and consume them with no transposed copies, and which
-the convolution and the scan read in place (time contiguous). The modules see them as
-(batch, E, L) views.
+the convolution and the scan read in place (time contiguous), and in which the gradients come
+back (vjm/ops/channel_major.py). The modules see them as (batch, E, L) views.
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ import math
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from vjm.ops import resolve_backend, selective_scan
 from vjm.ops.causal_conv import causal_conv1d_silu_torch
-from vjm.ops.direction_triton import channel_view, project, scan_direction_triton, token_rows
+from vjm.ops.channel_major import in_projection, out_projection
+from vjm.ops.direction_triton import project, scan_direction_triton
 
 SCAN_DIRECTIONS = {
     "uni": (("rows", False),),
@@ -104,12 +104,7 @@ class MambaMixer(nn.Module):
     def forward(self, tokens: torch.Tensor, col_order: torch.Tensor | None = None) -> torch.Tensor:
         """tokens: (B, L, D) in raster order. col_order: (B, L) positions of the tokens in
         column-major order, needed by the quad scan only."""
-        batch = tokens.shape[0]
-        # (2E, B L) from one matmul: x and z are its halves, each in the layout the kernels read.
-        xz = self.in_proj.weight @ tokens.reshape(-1, tokens.shape[-1]).t()
-        if self.in_proj.bias is not None:
-            xz = xz + self.in_proj.bias[:, None].to(xz.dtype)
-        x, z = channel_view(xz, batch).chunk(2, dim=1)
+        x, z = in_projection(tokens, self.in_proj.weight, self.in_proj.bias)  # each (B, E, L), time contiguous
         outputs = []
         for direction, (ordering, _) in zip(self.directions, SCAN_DIRECTIONS[self.scan]):
             if ordering == "rows":
@@ -125,9 +120,7 @@ class MambaMixer(nn.Module):
             y = y + more
         # The mean of the directions, folded into the (small) projection weight.
         scale = 1 / len(outputs) if self.merge == "mean" else 1
-        out = F.linear(token_rows(y), self.out_proj.weight * scale if scale != 1 else self.out_proj.weight,
-                       self.out_proj.bias)
-        return out.unflatten(0, (batch, -1))
+        return out_projection(y, self.out_proj.weight, self.out_proj.bias, scale)
 
 
 def expand_uni_state_dict(uni_state: dict[str, torch.Tensor], scan: str) -> dict[str, torch.Tensor]:

@@ -18,29 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from . import causal_conv, scan_triton
-
-
-# Plain view ops rather than einops on this path: it runs a few hundred times per training step,
-# and einops' parsing cost 60 ms of host time per V-JEPA step (docs/PERFORMANCE.md).
-
-def token_rows(x: torch.Tensor) -> torch.Tensor:
-    """(B, E, L) -> (B L, E): a view for the mixer's (E, B L) layout (a copy for any other)."""
-    return x.transpose(1, 2).reshape(-1, x.shape[1])
-
-
-def channel_view(x: torch.Tensor, batch: int) -> torch.Tensor:
-    """(E, B L) -> the (B, E, L) view of it."""
-    return x.unflatten(1, (batch, -1)).transpose(0, 1)
-
-
-def channel_matrix(x: torch.Tensor) -> torch.Tensor:
-    """(B, E, L) -> (E, B L): a view for the mixer's layout (a copy for any other)."""
-    return x.transpose(0, 1).reshape(x.shape[1], -1)
-
-
-def state_view(x: torch.Tensor, batch: int) -> torch.Tensor:
-    """(B L, N) -> the (B, N, L) view of it (B or C of the scan)."""
-    return x.unflatten(0, (batch, -1)).transpose(1, 2)
+from .channel_major import channel_matrix, channel_view, state_view, token_rows
 
 
 def project(u: torch.Tensor, x_proj_weight, dt_proj_weight, dt_rank: int):
@@ -58,13 +36,21 @@ def unpack_projection(x_dbl: torch.Tensor, dt_proj_weight, dt_rank: int, batch: 
     return dt, delta, state_view(B, batch), state_view(C, batch)
 
 
+def states_fp32(x_dbl: torch.Tensor, dt_rank: int, batch: int):
+    """B and C as fp32 (batch, N, L) views of one copy of the projection's last 2N columns: one
+    cast instead of a copy of each, in a layout the kernels read in place (see scan_triton)."""
+    B, C = x_dbl[:, dt_rank:].float().chunk(2, dim=1)
+    return state_view(B, batch), state_view(C, batch)
+
+
 class ScanDirectionTriton(torch.autograd.Function):
     @staticmethod
     @torch.amp.custom_fwd(device_type="cuda")
     def forward(ctx, x, z, conv_weight, conv_bias, x_proj_weight, dt_proj_weight, A, D, dt_bias, reverse, dt_rank):
         x, conv_weight, conv_bias = causal_conv.prepare(x, conv_weight, conv_bias)
         u = causal_conv.conv_forward(x, conv_weight, conv_bias, reverse)
-        x_dbl, delta, B, C = project(u, x_proj_weight, dt_proj_weight, dt_rank)
+        x_dbl, delta, _, _ = project(u, x_proj_weight, dt_proj_weight, dt_rank)
+        B, C = states_fp32(x_dbl, dt_rank, x.shape[0])
         u, delta, A, B, C, D, z, dt_bias = scan_triton.prepare(u, delta, A, B, C, D, z, dt_bias)
         training = any(ctx.needs_input_grad)
         y, states = scan_triton.scan_forward(u, delta, A, B, C, D, z, dt_bias, True, reverse, training)
@@ -80,7 +66,8 @@ class ScanDirectionTriton(torch.autograd.Function):
         x, z, conv_weight, conv_bias, x_proj_weight, dt_proj_weight, A, D, dt_bias, x_dbl, states = ctx.saved_tensors
         batch = x.shape[0]
         u = causal_conv.conv_forward(x, conv_weight, conv_bias, ctx.reverse)  # recomputed
-        dt, delta, B, C = unpack_projection(x_dbl, dt_proj_weight, ctx.dt_rank, batch)  # delta recomputed
+        dt, delta, _, _ = unpack_projection(x_dbl, dt_proj_weight, ctx.dt_rank, batch)  # delta recomputed
+        B, C = states_fp32(x_dbl, ctx.dt_rank, batch)
         inputs = scan_triton.prepare(u, delta, A, B, C, D, z, dt_bias)
         du, ddelta, dA, dB, dC, dD, dz, dbias = scan_triton.scan_backward(*inputs, states, ctx.chunk, dy, True, ctx.reverse)
 

@@ -31,7 +31,7 @@ import torch
 from .layout import in_layout_of, time_contiguous
 
 FWD_TILE = 16  # steps per register tile in the forward kernel
-BWD_TILE = 2  # steps whose states the backward kernel holds in registers at once
+BWD_TILE = 4  # steps whose states the backward kernel holds in registers at once (128 registers, no spills)
 CHUNK = 64  # the forward saves the state every CHUNK steps (a multiple of both tiles)
 BLOCK_E = 32  # forward channels per program: one warp, one channel per thread
 BWD_STATE_LANES = 4  # backward: lanes that share one channel's state (each holds N / this entries)
@@ -155,8 +155,8 @@ def scan_backward(u, delta, A, B, C, D, z, delta_bias, states, chunk, dout, delt
     du, ddelta = torch.empty_like(u), torch.empty_like(u, dtype=delta.dtype)
     dz = torch.empty_like(u, dtype=z.dtype) if z is not None else None  # z may be a strided view
     dA = torch.empty(batch, n_segs, dim, state, **f32)
-    dBt = torch.empty(batch, n_eblocks, length, state, **f32)
-    dCt = torch.empty(batch, n_eblocks, length, state, **f32)
+    # dB and dC side by side per step, (batch, E-blocks, L, 2N): one sum adds up both.
+    dBCt = torch.empty(batch, n_eblocks, length, 2 * state, **f32)
     dD = torch.empty(batch, n_segs, dim, **f32) if D is not None else None
     dbias = torch.empty(batch, n_segs, dim, **f32) if delta_bias is not None else None
     # Per program, the states of one chunk every BWD_TILE steps: a cost fixed by the number of
@@ -176,13 +176,14 @@ def scan_backward(u, delta, A, B, C, D, z, delta_bias, states, chunk, dout, delt
         )
     scan_bwd_kernel[(n_eblocks, batch, n_segs)](
         u, delta, A, B, C, _or(D, u), _or(z, u), _or(delta_bias, u), dout, states, scratch,
-        gloc, dtsum, du, ddelta, _or(dz, du), dA, dBt, dCt, _or(dD, dA), _or(dbias, dA),
+        gloc, dtsum, du, ddelta, _or(dz, du), dA, dBCt, _or(dD, dA), _or(dbias, dA),
         dim, length, states.shape[1], seg_len, n_segs, *layout, *B.stride(), *C.stride(),
         N=state, **lanes, T=BWD_TILE, CHUNK=chunk, HAS_D=D is not None, **flags, num_warps=1,
     )
     # fp32 sums of the per-program parts; autograd casts each to its input's dtype.
+    dB, dC = dBCt.sum(1).transpose(1, 2).chunk(2, dim=1)
     return (
-        du, ddelta, dA.sum((0, 1)), dBt.sum(1).transpose(1, 2), dCt.sum(1).transpose(1, 2),
+        du, ddelta, dA.sum((0, 1)), dB, dC,
         dD.sum((0, 1)) if D is not None else None,
         dz,
         dbias.sum((0, 1)) if delta_bias is not None else None,

@@ -13,6 +13,8 @@ overlap, so they are cache hits; the kernel stays bound by its one pass over x, 
 import triton
 import triton.language as tl
 
+from .triton_math import sigmoid
+
 
 @triton.jit
 def _shift(k: tl.constexpr, K: tl.constexpr, REVERSE: tl.constexpr):
@@ -40,7 +42,7 @@ def _dpre_at(x_ptr, dout_ptr, rows, w_ptr, e, e_ok, bias, pos, L, K: tl.constexp
     pre = _conv_at(x_ptr, rows, w_ptr, e, e_ok, bias, pos, L, K, REVERSE)
     mask = e_ok[:, None] & ((pos >= 0) & (pos < L))[None, :]
     dout = tl.load(dout_ptr + rows + pos[None, :], mask=mask, other=0.0).to(tl.float32)
-    sig = 1.0 / (1.0 + tl.exp(-pre))
+    sig = sigmoid(pre)
     return dout * sig * (1.0 + pre * (1.0 - sig))
 
 
@@ -58,7 +60,7 @@ def conv_silu_fwd_kernel(
     if HAS_BIAS:
         bias = tl.load(bias_ptr + e, mask=e_ok, other=0.0).to(tl.float32)
     pre = _conv_at(x_ptr, rows, w_ptr, e, e_ok, bias, pos, L, K, REVERSE)
-    out = pre / (1.0 + tl.exp(-pre))
+    out = pre * sigmoid(pre)
     mask = e_ok[:, None] & (pos < L)[None, :]
     tl.store(out_ptr + rows + pos[None, :], out.to(out_ptr.dtype.element_ty), mask=mask)
 

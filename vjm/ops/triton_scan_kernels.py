@@ -264,7 +264,7 @@ def _sum_channels(x):
 @triton.jit
 def scan_bwd_kernel(
     u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, dout_ptr, states_ptr, scratch_ptr,
-    gloc_ptr, dtsum_ptr, du_ptr, ddelta_ptr, dz_ptr, dA_ptr, dBt_ptr, dCt_ptr, dD_ptr, dbias_ptr,
+    gloc_ptr, dtsum_ptr, du_ptr, ddelta_ptr, dz_ptr, dA_ptr, dBCt_ptr, dD_ptr, dbias_ptr,
     E, L, n_chunks, seg_len, n_segs, stride_b, stride_e,
     stride_bb, stride_bn, stride_bl, stride_cb, stride_cn, stride_cl,
     N: tl.constexpr, NI: tl.constexpr, K: tl.constexpr, NL: tl.constexpr, EL: tl.constexpr,
@@ -274,7 +274,7 @@ def scan_bwd_kernel(
 ):
     """Gradients through segment (program axis 2) of seg_len logical steps, a whole number of
     chunks. Partial sums, which the caller adds up: dA (batch, n_segs, E, N), dD and dbias
-    (batch, n_segs, E), dB and dC transposed (batch, E-blocks, L, N)."""
+    (batch, n_segs, E), dB and dC transposed and side by side, (batch, E-blocks, L, 2N)."""
     BLOCK_E: tl.constexpr = K * EL
     STATE: tl.constexpr = NI * NL * EL * K
     SUBS: tl.constexpr = CHUNK // T
@@ -313,8 +313,7 @@ def scan_bwd_kernel(
     B_ptr += pid_b * stride_bb
     C_ptr += pid_b * stride_cb
     e_off = tl.multiple_of(e.to(tl.int64) * stride_e, [VEC, VEC, VEC, VEC])
-    dBt_ptr += (pid_b * n_eblocks + pid_e) * L * N
-    dCt_ptr += (pid_b * n_eblocks + pid_e) * L * N
+    dBCt_ptr += (pid_b * n_eblocks + pid_e) * L * 2 * N
     states_ptr += pid_b * n_chunks * E * N  # (batch, n_chunks, E, N)
     scratch_ptr += ((pid_b * n_segs + pid_s) * n_eblocks + pid_e) * SUBS * STATE
     scratch_offsets = ((k * NL + nl) * EL + el) * NI + ni
@@ -403,8 +402,8 @@ def scan_bwd_kernel(
                 y_tile = _tile_put(y_tile, col, T, _sum_state(h * c))
                 g += c * dy
                 red_mask = n_red_ok & (p >= 0) & (p < L)
-                tl.store(dCt_ptr + p * N + n_red, _sum_channels(h * dy), mask=red_mask)
-                tl.store(dBt_ptr + p * N + n_red, _sum_channels(g * dtu), mask=red_mask)
+                tl.store(dBCt_ptr + p * 2 * N + N + n_red, _sum_channels(h * dy), mask=red_mask)
+                tl.store(dBCt_ptr + p * 2 * N + n_red, _sum_channels(g * dtu), mask=red_mask)
                 g_b = _sum_state(g * b)
                 g_a_h = g * a * h_prev  # d loss / d log(a), per state entry
                 dA_acc += g_a_h * dt
