@@ -18,8 +18,12 @@ import torch.nn.functional as F
 
 from . import scan_triton
 from .layout import in_layout_of, time_contiguous
+from .scan_triton import _cdiv, _pow2
 
 BLOCK_E, BLOCK_L = 16, 128
+# The backward's programs each walk a run of position blocks, reusing one scratch window; runs are
+# cut until there are about this many programs (batch x channel blocks x runs).
+BWD_TARGET_PROGRAMS = 2048
 BACKENDS = ("auto", "triton", "torch")
 
 
@@ -51,15 +55,21 @@ def conv_backward(x, weight, bias, reverse, dout):
 
     dout = in_layout_of(dout, x)
     batch, dim, length = x.shape
-    grid = _grid(x)
-    parts = batch * grid[2]
+    taps = weight.shape[1]
+    e_blocks, _, l_blocks = _grid(x)
+    blocks_per_run = _cdiv(l_blocks, max(1, min(l_blocks, _cdiv(BWD_TARGET_PROGRAMS, e_blocks * batch))))
+    runs = _cdiv(l_blocks, blocks_per_run)
+    halo = _pow2(taps - 1)
+    f32 = dict(device=x.device, dtype=torch.float32)
     dx = torch.empty_like(x)
-    dw = torch.empty(parts, dim, weight.shape[1], device=x.device, dtype=torch.float32)
-    dbias = torch.empty(parts, dim, device=x.device, dtype=torch.float32) if bias is not None else None
-    conv_silu_bwd_kernel[grid](
-        x, weight, x if bias is None else bias, dout, dx, dw, dw if dbias is None else dbias,
-        dim, length, x.stride(0), x.stride(1),
-        K=weight.shape[1], BLOCK_E=BLOCK_E, BLOCK_L=BLOCK_L, HAS_BIAS=bias is not None, REVERSE=bool(reverse),
+    dw = torch.empty(batch * runs, dim, taps, **f32)
+    dbias = torch.empty(batch * runs, dim, **f32) if bias is not None else None
+    scratch = torch.empty(batch * e_blocks * runs * BLOCK_E * (BLOCK_L + 2 * halo), **f32)
+    conv_silu_bwd_kernel[(e_blocks, batch, runs)](
+        x, weight, x if bias is None else bias, dout, dx, dw, dw if dbias is None else dbias, scratch,
+        dim, length, x.stride(0), x.stride(1), blocks_per_run,
+        K=taps, KP=_pow2(taps), HALO=halo, BLOCK_E=BLOCK_E, BLOCK_L=BLOCK_L, HAS_BIAS=bias is not None,
+        REVERSE=bool(reverse),
     )
     return dx, dw.sum(0), None if dbias is None else dbias.sum(0)  # fp32; autograd casts to the inputs' dtypes
 
@@ -83,7 +93,7 @@ class CausalConvSiluTriton(torch.autograd.Function):
 
 def _grid(x: torch.Tensor) -> tuple[int, int, int]:
     batch, dim, length = x.shape
-    return (-(-dim // BLOCK_E), batch, -(-length // BLOCK_L))
+    return (_cdiv(dim, BLOCK_E), batch, _cdiv(length, BLOCK_L))
 
 
 def _check(x, weight, bias) -> None:
