@@ -83,6 +83,14 @@ def test_keep_validation():
         model(clip, keep=torch.tensor([0, 1]))
 
 
+def test_patch_embed_is_its_conv3d():
+    embed = PatchEmbed3D(patch_size=4, tubelet_size=2, embed_dim=5).double()
+    clip = torch.randn(2, 3, 6, 8, 12, dtype=torch.float64)
+    tokens, grid = embed(clip)
+    assert grid == (3, 2, 3)
+    torch.testing.assert_close(tokens, embed.proj(clip).flatten(2).transpose(1, 2))
+
+
 def test_patch_embed_repeats_images_and_rejects_bad_clips():
     embed = PatchEmbed3D(patch_size=16, tubelet_size=2, embed_dim=8)
     image = torch.randn(1, 3, 1, 32, 32)

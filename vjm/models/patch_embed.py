@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 
 class PatchEmbed3D(nn.Module):
@@ -11,6 +12,11 @@ class PatchEmbed3D(nn.Module):
 
     A clip shorter than one tubelet (an image, T = 1) is repeated along time to fill it, so the
     same weights embed images and videos.
+
+    The patches do not overlap, so the convolution is computed as one matmul of the cut-out
+    patches with the flattened Conv3d weight (same parameters, same result): for this shape cuDNN
+    picks a generic implicit-GEMM kernel that took 1.5 ms forward and 1.7 ms for the weight
+    gradient on an H100 at 32 clips of 16 x 224^2, about 20x the matmul's time (docs/PERFORMANCE.md).
     """
 
     def __init__(self, patch_size: int = 16, tubelet_size: int = 2, in_chans: int = 3, embed_dim: int = 768):
@@ -50,5 +56,11 @@ class PatchEmbed3D(nn.Module):
         if frames < self.tubelet_size:
             repeats = -(-self.tubelet_size // frames)
             clip = clip.repeat(1, 1, repeats, 1, 1)[:, :, : self.tubelet_size]
-        tokens = self.proj(clip).flatten(2).transpose(1, 2)  # (B, T'*H'*W', D), time-major raster
-        return tokens, grid
+        tokens = F.linear(self.patches(clip, grid), self.proj.weight.flatten(1), self.proj.bias)
+        return tokens, grid  # (B, T'*H'*W', D), time-major raster
+
+    def patches(self, clip: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
+        """(B, C, T, H, W) -> (B, T'*H'*W', C*tubelet*patch*patch), each patch flattened like the weight."""
+        (t, h, w), tube, patch = grid, self.tubelet_size, self.patch_size
+        cut = clip.reshape(clip.shape[0], self.in_chans, t, tube, h, patch, w, patch)
+        return cut.permute(0, 2, 4, 6, 1, 3, 5, 7).reshape(clip.shape[0], t * h * w, -1)
