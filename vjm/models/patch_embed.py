@@ -15,8 +15,8 @@ class PatchEmbed3D(nn.Module):
 
     The patches do not overlap, so the convolution is computed as one matmul of the cut-out
     patches with the flattened Conv3d weight (same parameters, same result): for this shape cuDNN
-    picks a generic implicit-GEMM kernel that took 1.5 ms forward and 1.7 ms for the weight
-    gradient on an H100 at 32 clips of 16 x 224^2, about 20x the matmul's time (docs/PERFORMANCE.md).
+    picked a generic implicit-GEMM kernel, 1.5 ms forward and 1.7 ms for the weight gradient on an
+    H100 at 32 clips of 16 x 224^2, for 30 GFLOP of matmul (docs/PERFORMANCE.md).
     """
 
     def __init__(self, patch_size: int = 16, tubelet_size: int = 2, in_chans: int = 3, embed_dim: int = 768):
