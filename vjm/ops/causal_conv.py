@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from . import scan_triton
 from .layout import in_layout_of, time_contiguous
-from .scan_triton import _cdiv, _pow2
+from .scan_triton import _cdiv, _pow2, _segments
 
 BLOCK_E, BLOCK_L = 16, 128
 # The backward's programs each walk a run of position blocks, reusing one scratch window; runs are
@@ -56,9 +56,8 @@ def conv_backward(x, weight, bias, reverse, dout):
     dout = in_layout_of(dout, x)
     batch, dim, length = x.shape
     taps = weight.shape[1]
-    e_blocks, _, l_blocks = _grid(x)
-    blocks_per_run = _cdiv(l_blocks, max(1, min(l_blocks, _cdiv(BWD_TARGET_PROGRAMS, e_blocks * batch))))
-    runs = _cdiv(l_blocks, blocks_per_run)
+    e_blocks = _grid(x)[0]
+    run_len, runs = _segments(length, e_blocks * batch, BLOCK_L, BWD_TARGET_PROGRAMS)  # whole blocks
     halo = _pow2(taps - 1)
     f32 = dict(device=x.device, dtype=torch.float32)
     dx = torch.empty_like(x)
@@ -67,7 +66,7 @@ def conv_backward(x, weight, bias, reverse, dout):
     scratch = torch.empty(batch * e_blocks * runs * BLOCK_E * (BLOCK_L + 2 * halo), **f32)
     conv_silu_bwd_kernel[(e_blocks, batch, runs)](
         x, weight, x if bias is None else bias, dout, dx, dw, dw if dbias is None else dbias, scratch,
-        dim, length, x.stride(0), x.stride(1), blocks_per_run,
+        dim, length, x.stride(0), x.stride(1), run_len // BLOCK_L,
         K=taps, KP=_pow2(taps), HALO=halo, BLOCK_E=BLOCK_E, BLOCK_L=BLOCK_L, HAS_BIAS=bias is not None,
         REVERSE=bool(reverse),
     )
