@@ -12,7 +12,7 @@ from vjm.ops.direction_triton import project, scan_direction_triton
 from vjm.ops.scan_torch import selective_scan_torch
 
 triton_missing = scan_triton.import_error()
-PARAMS = ("conv_weight", "conv_bias", "x_proj_weight", "dt_proj_weight", "A", "D", "dt_bias")
+PARAMS = ("conv_weight", "conv_bias", "x_proj_weight", "dt_proj_weight", "A_log", "D", "dt_bias")
 
 
 def random_direction(batch, dim, state, rank, length, seed, device="cpu"):
@@ -21,21 +21,22 @@ def random_direction(batch, dim, state, rank, length, seed, device="cpu"):
     return dict(
         xz=r(2 * dim, batch * length), conv_weight=r(dim, 4) * 0.5, conv_bias=r(dim) * 0.1,
         x_proj_weight=r(rank + 2 * state, dim) * dim**-0.5, dt_proj_weight=r(dim, rank) * rank**-0.5,
-        A=-torch.rand(dim, state, generator=g) * 2 - 0.1, D=r(dim), dt_bias=r(dim) * 0.1 - 2,
+        A_log=torch.log(torch.rand(dim, state, generator=g) * 2 + 0.1), D=r(dim), dt_bias=r(dim) * 0.1 - 2,
     ), dict(batch=batch, length=length, rank=rank, device=device)
 
 
-def reference(xz, conv_weight, conv_bias, x_proj_weight, dt_proj_weight, A, D, dt_bias, reverse, rank, batch):
+def reference(xz, conv_weight, conv_bias, x_proj_weight, dt_proj_weight, A_log, D, dt_bias, reverse, rank, batch):
     x, z = channel_view(xz, batch).chunk(2, dim=1)
     u = causal_conv1d_silu_torch(x, conv_weight, conv_bias, reverse)
     _, delta, B, C = project(u, x_proj_weight, dt_proj_weight, rank)
-    return selective_scan_torch(u, delta, A, B, C, D, z, dt_bias, delta_softplus=True, reverse=reverse)
+    return selective_scan_torch(u, delta, -torch.exp(A_log), B, C, D, z, dt_bias, delta_softplus=True,
+                                reverse=reverse)
 
 
-def fused(xz, conv_weight, conv_bias, x_proj_weight, dt_proj_weight, A, D, dt_bias, reverse, rank, batch):
+def fused(xz, conv_weight, conv_bias, x_proj_weight, dt_proj_weight, A_log, D, dt_bias, reverse, rank, batch):
     x, z = channel_view(xz, batch).chunk(2, dim=1)
-    return scan_direction_triton(x, z, conv_weight, conv_bias, x_proj_weight, dt_proj_weight, A, D, dt_bias,
-                                 reverse, rank)
+    return scan_direction_triton(x, z, conv_weight, conv_bias, x_proj_weight, dt_proj_weight, A_log, D,
+                                 dt_bias, reverse, rank)
 
 
 def errors(shape, reverse, dtype="float32", device="cpu"):

@@ -67,11 +67,12 @@ class ScanDirection(nn.Module):
 
     def forward(self, x: torch.Tensor, z: torch.Tensor, backend: str) -> torch.Tensor:
         """x, z: (B, d_inner, L) in this direction's ordering -> y: (B, d_inner, L), in x's layout."""
-        A, D, dt_bias = -torch.exp(self.A_log.float()), self.D.float(), self.dt_proj.bias.float()
+        D, dt_bias = self.D.float(), self.dt_proj.bias.float()
         conv_weight = self.conv1d.weight.squeeze(1)
         if resolve_backend(backend, x) == "triton":  # one autograd node that recomputes u and delta
             return scan_direction_triton(x, z, conv_weight, self.conv1d.bias, self.x_proj.weight,
-                                         self.dt_proj.weight, A, D, dt_bias, self.reverse, self.dt_rank)
+                                         self.dt_proj.weight, self.A_log, D, dt_bias, self.reverse, self.dt_rank)
+        A = -torch.exp(self.A_log.float())
         u = causal_conv1d_silu_torch(x, conv_weight, self.conv1d.bias, self.reverse)
         _, delta, B, C = project(u, self.x_proj.weight, self.dt_proj.weight, self.dt_rank)
         return selective_scan(u, delta, A, B, C, D, z=z, delta_bias=dt_bias, delta_softplus=True,

@@ -4,6 +4,7 @@
     dt, B, C = split(u @ x_proj^T)      (B L, dt_rank + 2N)
     delta = dt_proj @ dt^T              (E, B L), its bias added inside the scan
     y = selective_scan(u, delta, A, B, C, D, z, dt_bias, softplus, reverse)
+                                        A = -exp(A_log), taken inside the kernels
 
 Like mamba_ssm's `mamba_inner_fn`, the node saves only its inputs, the small (B L, dt_rank + 2N)
 projection and the scan's chunk states; the backward recomputes u and delta (a convolution and
@@ -18,22 +19,22 @@ import torch
 import torch.nn.functional as F
 
 from . import causal_conv, scan_triton
-from .channel_major import channel_matrix, channel_view, state_view, token_rows
+from .channel_major import channel_matrix, channel_view, compute_dtype, state_view, token_rows
 
 
 def project(u: torch.Tensor, x_proj_weight, dt_proj_weight, dt_rank: int):
     """(x_dbl, delta, B, C) from the convolved activations u; B and C are views of x_dbl."""
+    batch = u.shape[0]
     x_dbl = F.linear(token_rows(u), x_proj_weight)
-    _, delta, B, C = unpack_projection(x_dbl, dt_proj_weight, dt_rank, u.shape[0])
-    return x_dbl, delta, B, C
+    _, delta = dt_and_delta(x_dbl, dt_proj_weight, dt_rank, batch)
+    B, C = x_dbl[:, dt_rank:].chunk(2, dim=1)
+    return x_dbl, delta, state_view(B, batch), state_view(C, batch)
 
 
-def unpack_projection(x_dbl: torch.Tensor, dt_proj_weight, dt_rank: int, batch: int):
-    """(dt, delta, B, C) from the (B L, dt_rank + 2N) projection: dt and B, C are views of it."""
-    state = (x_dbl.shape[1] - dt_rank) // 2
-    dt, B, C = torch.split(x_dbl, [dt_rank, state, state], dim=-1)
-    delta = channel_view(dt_proj_weight @ dt.t(), batch)
-    return dt, delta, state_view(B, batch), state_view(C, batch)
+def dt_and_delta(x_dbl: torch.Tensor, dt_proj_weight, dt_rank: int, batch: int):
+    """(dt, delta): the projection's first dt_rank columns (a view) and dt_proj @ dt^T as (B, E, L)."""
+    dt = x_dbl[:, :dt_rank]
+    return dt, channel_view(dt_proj_weight @ dt.t(), batch)
 
 
 def states_fp32(x_dbl: torch.Tensor, dt_rank: int, batch: int):
@@ -46,33 +47,41 @@ def states_fp32(x_dbl: torch.Tensor, dt_rank: int, batch: int):
 class ScanDirectionTriton(torch.autograd.Function):
     @staticmethod
     @torch.amp.custom_fwd(device_type="cuda")
-    def forward(ctx, x, z, conv_weight, conv_bias, x_proj_weight, dt_proj_weight, A, D, dt_bias, reverse, dt_rank):
+    def forward(ctx, x, z, conv_weight, conv_bias, x_proj_weight, dt_proj_weight, A_log, D, dt_bias, reverse,
+                dt_rank):
         x, conv_weight, conv_bias = causal_conv.prepare(x, conv_weight, conv_bias)
         u = causal_conv.conv_forward(x, conv_weight, conv_bias, reverse)
-        x_dbl, delta, _, _ = project(u, x_proj_weight, dt_proj_weight, dt_rank)
+        # The projection weights in the matmuls' dtype, cast once and kept for the backward, where
+        # autocast would cast them again for each of its three matmuls.
+        dtype = compute_dtype(u)
+        x_proj_weight, dt_proj_weight = x_proj_weight.to(dtype), dt_proj_weight.to(dtype)
+        x_dbl = F.linear(token_rows(u), x_proj_weight)
+        _, delta = dt_and_delta(x_dbl, dt_proj_weight, dt_rank, x.shape[0])
         B, C = states_fp32(x_dbl, dt_rank, x.shape[0])
-        u, delta, A, B, C, D, z, dt_bias = scan_triton.prepare(u, delta, A, B, C, D, z, dt_bias)
+        u, delta, A_log, B, C, D, z, dt_bias = scan_triton.prepare(u, delta, A_log, B, C, D, z, dt_bias)
         training = any(ctx.needs_input_grad)
-        y, states = scan_triton.scan_forward(u, delta, A, B, C, D, z, dt_bias, True, reverse, training)
+        y, states = scan_triton.scan_forward(u, delta, A_log, B, C, D, z, dt_bias, True, reverse, training,
+                                             a_log=True)
         if training:  # u and delta are recomputed, B and C are views of x_dbl
             ctx.save_for_backward(x, z, conv_weight, conv_bias, x_proj_weight, dt_proj_weight,
-                                  A, D, dt_bias, x_dbl, states)
+                                  A_log, D, dt_bias, x_dbl, states)
             ctx.reverse, ctx.dt_rank, ctx.chunk = bool(reverse), dt_rank, scan_triton.CHUNK
         return y
 
     @staticmethod
     @torch.amp.custom_bwd(device_type="cuda")
     def backward(ctx, dy):
-        x, z, conv_weight, conv_bias, x_proj_weight, dt_proj_weight, A, D, dt_bias, x_dbl, states = ctx.saved_tensors
+        x, z, conv_weight, conv_bias, x_proj_weight, dt_proj_weight, A_log, D, dt_bias, x_dbl, states = ctx.saved_tensors
         batch = x.shape[0]
         u = causal_conv.conv_forward(x, conv_weight, conv_bias, ctx.reverse)  # recomputed
-        dt, delta, _, _ = unpack_projection(x_dbl, dt_proj_weight, ctx.dt_rank, batch)  # delta recomputed
+        dt, delta = dt_and_delta(x_dbl, dt_proj_weight, ctx.dt_rank, batch)  # delta recomputed
         B, C = states_fp32(x_dbl, ctx.dt_rank, batch)
-        inputs = scan_triton.prepare(u, delta, A, B, C, D, z, dt_bias)
-        du, ddelta, dA, dB, dC, dD, dz, dbias = scan_triton.scan_backward(*inputs, states, ctx.chunk, dy, True, ctx.reverse)
+        inputs = scan_triton.prepare(u, delta, A_log, B, C, D, z, dt_bias)
+        du, ddelta, dA_log, dB, dC, dD, dz, dbias = scan_triton.scan_backward(
+            *inputs, states, ctx.chunk, dy, True, ctx.reverse, a_log=True)
 
-        # Matmuls in the forward's dtypes (autocast is restored around the backward); autograd casts
-        # each gradient to its input's dtype.
+        # Matmuls in the forward's dtype (the saved weights are cast already); autograd casts each
+        # gradient to its input's dtype.
         ddelta_rows = token_rows(ddelta)  # (B L, E), a view of the (E, B L) gradient
         d_x_dbl = torch.cat([ddelta_rows @ dt_proj_weight, token_rows(dB), token_rows(dC)], dim=1).to(x_dbl.dtype)
         d_dt_proj = ddelta_rows.t() @ dt
@@ -81,11 +90,12 @@ class ScanDirectionTriton(torch.autograd.Function):
         d_x_proj = d_x_dbl.t() @ token_rows(u)
         dx, d_conv_weight, d_conv_bias = causal_conv.conv_backward(
             x, conv_weight, conv_bias, ctx.reverse, channel_view(du, batch))
-        return dx, dz, d_conv_weight, d_conv_bias, d_x_proj, d_dt_proj, dA, dD, dbias, None, None
+        return dx, dz, d_conv_weight, d_conv_bias, d_x_proj, d_dt_proj, dA_log, dD, dbias, None, None
 
 
-def scan_direction_triton(x, z, conv_weight, conv_bias, x_proj_weight, dt_proj_weight, A, D, dt_bias,
+def scan_direction_triton(x, z, conv_weight, conv_bias, x_proj_weight, dt_proj_weight, A_log, D, dt_bias,
                           reverse: bool, dt_rank: int) -> torch.Tensor:
-    """y (B, E, L) in x's layout for conv input x and gate z, both (B, E, L); see the module docstring."""
+    """y (B, E, L) in x's layout for conv input x and gate z, both (B, E, L), and A = -exp(A_log);
+    see the module docstring."""
     return ScanDirectionTriton.apply(x, z, conv_weight, conv_bias, x_proj_weight, dt_proj_weight,
-                                     A, D, dt_bias, reverse, dt_rank)
+                                     A_log, D, dt_bias, reverse, dt_rank)

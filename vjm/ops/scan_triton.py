@@ -110,9 +110,9 @@ def prepare(u, delta, A, B, C, D, z, delta_bias):
             _contiguous(D), in_layout_of(z, u), _contiguous(delta_bias))
 
 
-def scan_forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse, save_states):
+def scan_forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse, save_states, a_log=False):
     """(out, states): the scan of prepared inputs, and with save_states the state every CHUNK steps
-    that scan_backward needs (None without)."""
+    that scan_backward needs (None without). With a_log, `A` holds log(-A) (the mixer's A_log)."""
     from .triton_scan_kernels import scan_fwd_kernel
 
     batch, dim, length = u.shape
@@ -129,7 +129,7 @@ def scan_forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse, s
             dim, length, n_chunks, seg_len, n_segs, 1, u.stride(0), u.stride(1), *B.stride(), *C.stride())
     meta = dict(N=state, NP=_pow2(state), BLOCK_E=BLOCK_E, T=FWD_TILE, CHUNK=CHUNK,
                 HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
-                SOFTPLUS=bool(delta_softplus), REVERSE=bool(reverse), VEC=_alignment(u),
+                SOFTPLUS=bool(delta_softplus), REVERSE=bool(reverse), VEC=_alignment(u), A_LOG=bool(a_log),
                 num_warps=max(BLOCK_E // 32, 1))
     if n_segs > 1:  # the last segment's end state is never needed
         scan_fwd_kernel[(n_eblocks, batch, n_segs - 1)](*args, **meta, SAVE_STATES=False, LOCAL=True)
@@ -137,9 +137,11 @@ def scan_forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse, s
     return out, states
 
 
-def scan_backward(u, delta, A, B, C, D, z, delta_bias, states, chunk, dout, delta_softplus, reverse):
+def scan_backward(u, delta, A, B, C, D, z, delta_bias, states, chunk, dout, delta_softplus, reverse,
+                  a_log=False):
     """Gradients (du, ddelta, dA, dB, dC, dD, dz, ddelta_bias) of prepared inputs, given the
-    states that scan_forward saved every `chunk` steps (its CHUNK); du, ddelta, dz in u's layout."""
+    states that scan_forward saved every `chunk` steps (its CHUNK); du, ddelta, dz in u's layout.
+    With a_log, `A` holds log(-A) and its gradient is that of log(-A)."""
     from .triton_scan_kernels import scan_adjoint_local_kernel, scan_bwd_kernel
 
     dout = in_layout_of(dout, u)
@@ -164,8 +166,8 @@ def scan_backward(u, delta, A, B, C, D, z, delta_bias, states, chunk, dout, delt
     scratch = torch.empty(batch * n_segs * n_eblocks * (chunk // BWD_TILE) * _pow2(state) * block_e, **f32)
     gloc = torch.empty(batch, n_segs, dim, state, **f32) if n_segs > 1 else dA
     dtsum = torch.empty(batch, n_segs, dim, **f32) if n_segs > 1 else dA
-    flags = dict(HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
-                 SOFTPLUS=bool(delta_softplus), REVERSE=bool(reverse), VEC=_alignment(u))
+    flags = dict(HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
+                 REVERSE=bool(reverse), VEC=_alignment(u), A_LOG=bool(a_log))
     layout = (u.stride(0), u.stride(1))
     if n_segs > 1:  # the first segment sends nothing back
         scan_adjoint_local_kernel[(_cdiv(dim, BLOCK_E), batch, n_segs - 1)](

@@ -69,6 +69,16 @@ def _tile_positions(start, L, T: tl.constexpr, REVERSE: tl.constexpr, VEC: tl.co
 
 
 @triton.jit
+def _load_a2(A_ptr, offsets, mask, A_LOG: tl.constexpr):
+    """A log2(e), the exponent scale of exp2. With A_LOG the pointer holds the mixer's parameter
+    A_log and A = -exp(A_log) is taken here, saving the caller two ops forward and two backward."""
+    a = tl.load(A_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
+    if A_LOG:
+        a = -exp2(a * LOG2E)
+    return a * LOG2E
+
+
+@triton.jit
 def _load_bc(ptr, pos, L, n, N: tl.constexpr, stride_l, stride_n):
     """B_t or C_t (one step's N values) as fp32, from any layout of (batch, N, L)."""
     mask = (n < N) & (pos >= 0) & (pos < L)
@@ -84,6 +94,7 @@ def scan_fwd_kernel(
     N: tl.constexpr, NP: tl.constexpr, BLOCK_E: tl.constexpr, T: tl.constexpr, CHUNK: tl.constexpr,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
     REVERSE: tl.constexpr, SAVE_STATES: tl.constexpr, LOCAL: tl.constexpr, VEC: tl.constexpr,
+    A_LOG: tl.constexpr,
 ):
     """Scan of one segment of seg_len logical steps (program axis 2).
 
@@ -102,7 +113,7 @@ def scan_fwd_kernel(
     # state out for a contiguous N (spread over lanes) rather than one whole channel per thread.
     state_offsets = e[None, :] * N + n[:, None] * unit
     hloc_offsets = n[:, None] * E + e[None, :]
-    A2 = tl.load(A_ptr + state_offsets, mask=state_mask, other=0.0).to(tl.float32) * LOG2E
+    A2 = _load_a2(A_ptr, state_offsets, state_mask, A_LOG)
     bias = tl.zeros((BLOCK_E,), dtype=tl.float32)
     if HAS_BIAS:
         bias = tl.load(bias_ptr + e, mask=e_ok, other=0.0).to(tl.float32)
@@ -175,7 +186,7 @@ def scan_adjoint_local_kernel(
     E, L, seg_len, n_segs, unit, stride_b, stride_e, stride_cb, stride_cn, stride_cl,
     N: tl.constexpr, NP: tl.constexpr, BLOCK_E: tl.constexpr, T: tl.constexpr,
     HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, REVERSE: tl.constexpr,
-    VEC: tl.constexpr,
+    VEC: tl.constexpr, A_LOG: tl.constexpr,
 ):
     """The adjoint recurrence g_t = C_t dy_t + a_{t+1} g_{t+1} run backwards through segment
     1 + (program axis 2) from zero: what the segment sends to the steps before it (gloc,
@@ -188,7 +199,7 @@ def scan_adjoint_local_kernel(
     n = tl.arange(0, NP)
     state_mask = (n[:, None] < N) & e_ok[None, :]
     state_offsets = e[None, :] * N + n[:, None] * unit  # (E, N); see scan_fwd_kernel for `unit`
-    A2 = tl.load(A_ptr + state_offsets, mask=state_mask, other=0.0).to(tl.float32) * LOG2E
+    A2 = _load_a2(A_ptr, state_offsets, state_mask, A_LOG)
     bias = tl.zeros((BLOCK_E,), dtype=tl.float32)
     if HAS_BIAS:
         bias = tl.load(bias_ptr + e, mask=e_ok, other=0.0).to(tl.float32)
@@ -270,7 +281,7 @@ def scan_bwd_kernel(
     N: tl.constexpr, NI: tl.constexpr, K: tl.constexpr, NL: tl.constexpr, EL: tl.constexpr,
     T: tl.constexpr, CHUNK: tl.constexpr,
     HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-    REVERSE: tl.constexpr, VEC: tl.constexpr,
+    REVERSE: tl.constexpr, VEC: tl.constexpr, A_LOG: tl.constexpr,
 ):
     """Gradients through segment (program axis 2) of seg_len logical steps, a whole number of
     chunks. Partial sums, which the caller adds up: dA (batch, n_segs, E, N), dD and dbias
@@ -293,7 +304,7 @@ def scan_bwd_kernel(
     state_mask = n_ok & e_ok
     lead = nl == 0  # of the NL lanes that hold a channel vector, the one that writes it
     n_bc = n + el * 0  # (NI, 1, NL, EL): the shape in which B_t and C_t are read
-    A2 = tl.load(A_ptr + e * N + n, mask=state_mask, other=0.0).to(tl.float32) * LOG2E
+    A2 = _load_a2(A_ptr, e * N + n, state_mask, A_LOG)
     bias = tl.zeros((1, K, NL, EL), dtype=tl.float32)
     if HAS_BIAS:
         bias = tl.load(bias_ptr + e, mask=e_ok, other=0.0).to(tl.float32)
@@ -433,6 +444,8 @@ def scan_bwd_kernel(
             tl.store(ddelta_ptr + offsets, ddelta.to(ddelta_ptr.dtype.element_ty), mask=store_mask)
 
     part = pid_b * n_segs + pid_s
+    if A_LOG:  # d loss / d A_log = d loss / dA * A
+        dA_acc = dA_acc * (A2 * LN2)
     tl.store(dA_ptr + part * E * N + e * N + n, dA_acc, mask=state_mask)
     if HAS_D:
         tl.store(dD_ptr + part * E + e, dD_acc, mask=e_ok & lead)
