@@ -117,6 +117,13 @@ def test_sincos_positions_are_distinct_and_follow_the_grid():
     assert sincos_3d(50, (1, 2, 2)).shape == (4, 50)  # widths not divisible by 6 are cut
 
 
+def test_sincos_positions_are_made_once_per_device_and_dtype():
+    # A copy per forward would be a host-to-device copy per forward on the GPU, which syncs.
+    half = sincos_3d(48, (2, 3, 4), "cpu", torch.bfloat16)
+    assert half is sincos_3d(48, [2, 3, 4], torch.device("cpu"), torch.bfloat16)
+    assert half.dtype == torch.bfloat16 and torch.equal(half, sincos_3d(48, (2, 3, 4)).to(torch.bfloat16))
+
+
 def test_mixer_initialisation_follows_mamba_ssm():
     torch.manual_seed(0)
     mixer = MambaMixer(64, scan="bi")

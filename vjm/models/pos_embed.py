@@ -24,6 +24,15 @@ def _sincos_3d_cpu(dim: int, grid: tuple[int, int, int]) -> torch.Tensor:
     return torch.cat(parts, dim=1)[:, :dim].float()
 
 
+@functools.lru_cache(maxsize=64)
+def _sincos_3d_on(dim: int, grid: tuple[int, int, int], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    return _sincos_3d_cpu(dim, grid).to(device=device, dtype=dtype)
+
+
 def sincos_3d(dim: int, grid: tuple[int, int, int], device=None, dtype=torch.float32) -> torch.Tensor:
-    """(T'*H'*W', dim) positions in raster order (time, then rows, then columns)."""
-    return _sincos_3d_cpu(dim, tuple(int(n) for n in grid)).to(device=device, dtype=dtype)
+    """(T'*H'*W', dim) positions in raster order (time, then rows, then columns).
+
+    One tensor per (dim, grid, device, dtype), shared by every call: do not modify it in place.
+    A fresh copy to the GPU at each forward would be a copy from pageable memory, which makes
+    the host wait until the GPU has run everything queued before it."""
+    return _sincos_3d_on(dim, tuple(int(n) for n in grid), torch.device(device or "cpu"), dtype)
