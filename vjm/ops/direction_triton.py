@@ -71,7 +71,8 @@ class ScanDirectionTriton(torch.autograd.Function):
     @staticmethod
     @torch.amp.custom_bwd(device_type="cuda")
     def backward(ctx, dy):
-        x, z, conv_weight, conv_bias, x_proj_weight, dt_proj_weight, A_log, D, dt_bias, x_dbl, states = ctx.saved_tensors
+        (x, z, conv_weight, conv_bias, x_proj_weight, dt_proj_weight,
+         A_log, D, dt_bias, x_dbl, states) = ctx.saved_tensors
         batch = x.shape[0]
         u = causal_conv.conv_forward(x, conv_weight, conv_bias, ctx.reverse)  # recomputed
         dt, delta = dt_and_delta(x_dbl, dt_proj_weight, ctx.dt_rank, batch)  # delta recomputed
