@@ -35,7 +35,7 @@ BWD_TILE = 4  # steps whose states the backward kernel holds in registers at onc
 CHUNK = 64  # the forward saves the state every CHUNK steps (a multiple of both tiles)
 BLOCK_E = 32  # forward channels per program: one warp, one channel per thread
 BWD_STATE_LANES = 4  # backward: lanes that share one channel's state (each holds N / this entries)
-BWD_CHANNELS_PER_THREAD = 1  # backward: channels per thread (1: 96 registers, 5 warps per scheduler)
+BWD_CHANNELS_PER_THREAD = 1  # backward: channels per thread (2 and 4 spill or run slower: docs/PERFORMANCE.md)
 TARGET_PROGRAMS = 2048  # forward: cut time into segments until there are about this many programs
 # Backward: each segment adds an adjoint pre-pass and a scratch, so time is cut only when batch x
 # channel blocks are too few to fill the GPU, and then towards BWD_TARGET_PROGRAMS (H100 timings

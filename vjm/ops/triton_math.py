@@ -5,10 +5,9 @@ Triton lowers `tl.exp2` to `ex2.approx.f32` wrapped in a range fix-up for result
 an IEEE division. The scan evaluates them once per state entry and step (exp2), or per channel and
 step (softplus, sigmoid): that overhead was 14% of the forward's inner loop and 13-29% of the
 backward's, counted in their sm_90 code (bench/scan_sass.py, docs/PERFORMANCE.md); the
-convolution's SiLU takes the same sigmoid. Here each is
-one MUFU instruction, `ex2.approx.ftz`, `lg2.approx.ftz` or `rcp.approx.ftz`, within 2 ulp, with
-subnormal results flushed to zero (a state entry decayed below 2^-126 is zero to fp32 accuracy
-anyway).
+convolution's SiLU takes the same sigmoid. Here each is one MUFU instruction, `ex2.approx.ftz`,
+`lg2.approx.ftz` or `rcp.approx.ftz`, within 2 ulp, with subnormal results flushed to zero (a
+state entry decayed below 2^-126 is zero to fp32 accuracy anyway).
 
 Triton's interpreter, which runs the kernels on the CPU for the tests, has no inline assembly:
 there the same functions fall back to the tl.* forms, which compute the same values.
