@@ -11,7 +11,9 @@ setup(
     long_description=README.read_text() if README.exists() else "",
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["vjm", "vjm.*", "launch", "evals"]),
+    # Only vjm is installed: launch/ and evals/ are entry points run from the repository root, and
+    # generic top-level names in site-packages would collide with other projects (V-JEPA's evals).
+    packages=find_packages(include=["vjm", "vjm.*"]),
     install_requires=[
         "torch>=2.4",
         "torchvision>=0.19",

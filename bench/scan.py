@@ -28,6 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from vjm.ops import scan_mamba_ssm, scan_triton  # noqa: E402
+from vjm.ops.backends import mamba_ssm_import_error, triton_import_error  # noqa: E402
 from vjm.ops.scan_torch import selective_scan_torch  # noqa: E402
 
 SFU_EXP_PER_CLOCK_PER_SM = 16  # MUFU.EX2 throughput on sm_80 .. sm_90
@@ -116,9 +117,9 @@ def min_bytes(inputs, backward: bool) -> int:
 
 def backends():
     found = {"torch": selective_scan_torch}
-    if scan_mamba_ssm.import_error() is None:
+    if mamba_ssm_import_error() is None:
         found["mamba_ssm"] = scan_mamba_ssm.selective_scan_mamba_ssm
-    if scan_triton.import_error() is None:
+    if triton_import_error() is None:
         found["triton"] = scan_triton.selective_scan_triton
     return found
 

@@ -28,7 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.scan import lay_out, make_inputs  # noqa: E402
-from vjm.ops import scan_triton, triton_scan_kernels  # noqa: E402
+from vjm.ops import scan_triton, scan_triton_kernels  # noqa: E402
 
 KERNELS = ("scan_fwd_kernel", "scan_adjoint_local_kernel", "scan_bwd_kernel")
 
@@ -62,7 +62,7 @@ def compiled_variants(kernel) -> list:
 def print_resources() -> None:
     print("| kernel | variant | registers/thread | spilled bytes | shared bytes | warps |\n|---|---|---|---|---|---|")
     for name in KERNELS:
-        for i, compiled in enumerate(compiled_variants(getattr(triton_scan_kernels, name))):
+        for i, compiled in enumerate(compiled_variants(getattr(scan_triton_kernels, name))):
             meta = compiled.metadata
             print(f"| {name} | {i} | {compiled.n_regs} | {compiled.n_spills} | {meta.shared} | {meta.num_warps} |")
 
@@ -88,7 +88,7 @@ def launch_overhead(calls: int) -> None:
         captured.update(args=args, kwargs=kwargs, grid=grid)
         return jit_run(*args, grid=grid, warmup=warmup, **kwargs)
 
-    kernel = triton_scan_kernels.scan_fwd_kernel
+    kernel = scan_triton_kernels.scan_fwd_kernel
     jit_run, kernel.run = kernel.run, capture
     try:
         forward()

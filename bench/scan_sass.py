@@ -101,7 +101,7 @@ def main() -> None:
 
     import triton.language as tl
 
-    from vjm.ops import scan_triton, triton_math, triton_scan_kernels
+    from vjm.ops import scan_triton, scan_triton_kernels, triton_math
 
     for item in args.set:
         key, _, value = item.partition("=")
@@ -120,11 +120,11 @@ def main() -> None:
         if kernel in args.kernels:
             constants = dict(forward, SAVE_STATES=not local, LOCAL=local)
             report(f"scan_fwd_kernel ({'LOCAL' if local else 'main'})",
-                   compile_kernel(triton_scan_kernels.scan_fwd_kernel, constants, args.arch), workdir)
+                   compile_kernel(scan_triton_kernels.scan_fwd_kernel, constants, args.arch), workdir)
     if "backward" in args.kernels:
-        backward = dict(scan_triton._split_layout(state), T=scan_triton.BWD_TILE, **common)
+        backward = dict(scan_triton.split_layout(state), T=scan_triton.BWD_TILE, **common)
         report(f"scan_bwd_kernel ({backward['NI']} states x {backward['K']} channels per thread)",
-               compile_kernel(triton_scan_kernels.scan_bwd_kernel, backward, args.arch), workdir)
+               compile_kernel(scan_triton_kernels.scan_bwd_kernel, backward, args.arch), workdir)
 
 
 if __name__ == "__main__":

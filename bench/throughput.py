@@ -44,8 +44,8 @@ from vjm.config import load_config  # noqa: E402
 from vjm.masks import token_grid  # noqa: E402
 from vjm.masks.grid import num_tokens  # noqa: E402
 from vjm.models.encoder import TokenEncoder  # noqa: E402
-from vjm.ops.selective_scan import BACKENDS, resolve_backend  # noqa: E402
-from vjm.train.checkpoint import build_encoder  # noqa: E402
+from vjm.ops.direction import DIRECTION_BACKENDS as BACKENDS, resolve_direction_backend as resolve_backend  # noqa: E402
+from vjm.models import build_encoder  # noqa: E402
 from vjm.train.engine import autocast_dtype  # noqa: E402
 
 Step = Callable[[int], None]  # runs training step i
@@ -120,7 +120,7 @@ def random_clips(cfg, batch: int, device: torch.device) -> torch.Tensor:
 
 def encoder_step(cfg, batch: int, device: torch.device, baseline: bool = False) -> tuple[Step, float]:
     """Forward+backward of the config's encoder (or the mamba_ssm baseline of its size) on full clips."""
-    encoder = build_encoder(cfg)
+    encoder = build_encoder(cfg.model)
     if baseline:
         encoder = MambaSsmVideoMamba(encoder.embed_dim, len(encoder.stack.blocks), cfg.model.patch_size,
                                      cfg.model.tubelet_size)
@@ -435,7 +435,7 @@ def main() -> None:
     device = torch.device(args.device)
     started = time.perf_counter()
     for model in args.models:  # fail now on a bad name, frame count or size, not after minutes of rows
-        build_encoder(config_for(args, model, args.frames[0]))
+        build_encoder(config_for(args, model, args.frames[0]).model)
         for frames in args.frames[1:]:
             config_for(args, model, frames)
     dtype = autocast_dtype(config_for(args, args.models[0], args.frames[0]), device)

@@ -1,7 +1,5 @@
-"""Evaluations of frozen encoders: the attentive probe (``python -m evals.attentive_probe``).
+"""Evaluations the user runs from the repository root; the library they call is vjm.eval.
 
-    evals.config     the evaluation config (YAML -> EvalConfig)
-    evals.data       training / evaluation datasets of an evaluation
-    evals.features   frozen-encoder tokens, without autograd, cached per epoch when clips are fixed
-    evals.probe      the attentive pooler and classifier, view averaging
+    python -m evals.attentive_probe --fname configs/eval/toy_direction.yaml --checkpoint runs/vjepa_tiny/latest.pt
+    python -m evals.quality --checkpoint runs/vjepa_tiny/latest.pt     # the toy-quality experiment
 """

@@ -12,35 +12,18 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from collections.abc import Callable
 from typing import Any
 
 from vjm.config import Config
+from vjm.console import setup_logging
 from vjm.train.distributed import DistInfo, cleanup, init_distributed
 
 logger = logging.getLogger(__name__)
 
 TrainFn = Callable[[Config, DistInfo], Any]
 
-__all__ = ["TrainFn", "add_config_args", "run_training", "setup_logging"]
-
-
-def setup_logging(rank: int = 0) -> None:
-    """Configure the root logger of this process: rank in every line; INFO on rank 0, WARNING elsewhere.
-
-    Calling it again (e.g. once the rank is known) replaces the handler it installed before.
-    """
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        if getattr(handler, "_vjm_launch", False):
-            root.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
-    handler._vjm_launch = True  # type: ignore[attr-defined]
-    handler.setFormatter(logging.Formatter(f"%(asctime)s [rank {rank}] %(levelname)s %(name)s: %(message)s",
-                                           datefmt="%Y-%m-%d %H:%M:%S"))
-    root.addHandler(handler)
-    root.setLevel(logging.INFO if rank == 0 else logging.WARNING)
+__all__ = ["TrainFn", "add_config_args", "run_training"]
 
 
 def add_config_args(parser: argparse.ArgumentParser) -> None:

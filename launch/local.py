@@ -22,8 +22,9 @@ from typing import Any
 import torch
 import torch.multiprocessing as mp
 
-from launch import TrainFn, add_config_args, run_training, setup_logging
+from launch import TrainFn, add_config_args, run_training
 from vjm.config import Config, ConfigError, load_config
+from vjm.console import setup_logging
 from vjm.train.distributed import find_free_port, resolve_device
 
 logger = logging.getLogger(__name__)

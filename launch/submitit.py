@@ -23,9 +23,10 @@ from typing import Any
 import submitit
 from submitit.helpers import DelayedSubmission
 
-from launch import TrainFn, add_config_args, run_training, setup_logging
+from launch import TrainFn, add_config_args, run_training
 from launch.local import default_devices, launch_local
 from vjm.config import Config, ConfigError, LaunchConfig, config_from_dict, load_config
+from vjm.console import setup_logging
 
 logger = logging.getLogger(__name__)
 

@@ -6,10 +6,12 @@ import torch
 import torch.nn.functional as F
 
 from interpreter import run_under_interpreter
-from vjm.ops import scan_triton
-from vjm.ops.causal_conv import causal_conv1d_silu, causal_conv1d_silu_torch, causal_conv1d_silu_triton
+from vjm.ops import CONV_BACKENDS, causal_conv1d_silu, usable_backends
+from vjm.ops.backends import interpreting, triton_import_error
+from vjm.ops.conv_torch import causal_conv1d_silu_torch
+from vjm.ops.conv_triton import causal_conv1d_silu_triton
 
-triton_missing = scan_triton.import_error()
+triton_missing = triton_import_error()
 
 
 def naive(x, weight, bias, reverse):
@@ -47,9 +49,17 @@ def test_bad_shapes_and_backends_are_named():
         causal_conv1d_silu(x, torch.randn(5, 4), torch.randn(4))
     with pytest.raises(ValueError, match="unknown backend 'cuda'"):
         causal_conv1d_silu(x, torch.randn(5, 4), backend="cuda")
-    if not scan_triton.interpreting():
+    if not interpreting():
         with pytest.raises(RuntimeError, match="'triton' was asked for but cannot run here"):
             causal_conv1d_silu(x, torch.randn(5, 4), backend="triton")
+
+
+def test_auto_runs_the_torch_path_on_cpu_tensors():
+    g = torch.Generator().manual_seed(1)
+    x, weight, bias = torch.randn(2, 5, 11, generator=g), torch.randn(5, 4, generator=g), torch.randn(5, generator=g)
+    assert usable_backends(CONV_BACKENDS, x) == ["torch"]
+    torch.testing.assert_close(causal_conv1d_silu(x, weight, bias, reverse=True),
+                               causal_conv1d_silu_torch(x, weight, bias, reverse=True), rtol=0, atol=0)
 
 
 def triton_errors(shape, taps, reverse, with_bias, layout, dtype, device="cpu"):
@@ -83,10 +93,10 @@ INTERPRETER_CASES = [  # (batch, E, L), taps, reverse, bias, layout, dtype
 ]
 INTERPRETER_SCRIPT = """
 import json
-from vjm.ops import causal_conv
+from vjm.ops import conv_triton
 from test_causal_conv import INTERPRETER_CASES, triton_errors
 errors = [triton_errors(*case) for case in INTERPRETER_CASES]
-causal_conv.BWD_TARGET_PROGRAMS = 1  # one run of blocks per program: the backward reuses its window
+conv_triton.BWD_TARGET_PROGRAMS = 1  # one run of blocks per program: the backward reuses its window
 print(json.dumps(errors + [triton_errors(*case) for case in INTERPRETER_CASES]))
 """
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import typing
 from pathlib import Path
 
 import pytest
 import yaml
 
 from vjm.config import (
+    objective_sections,
     Config,
     ConfigError,
     all_keys,
@@ -49,8 +51,10 @@ def test_main_config_loads_with_derived_defaults():
     assert (cfg.data.dataset, cfg.data.crop_size, cfg.data.frames_per_clip) == ("toy", 64, 8)
     assert cfg.model.name == "videomamba_tiny"
     assert cfg.optim.lr == pytest.approx(6.25e-4)  # written '6.25e-4', which YAML 1.1 reads as a string
-    assert isinstance(cfg.optim.ema_momentum, tuple) and cfg.optim.ema_momentum == (0.99, 1.0)
-    assert (cfg.objective.context_var_weight, cfg.objective.context_cov_weight) == (1.0, 0.04)
+    assert cfg.objective.name == "vjepa" and type(cfg.objective).__name__ == "VJEPAConfig"
+    assert isinstance(cfg.objective.ema_momentum, tuple) and cfg.objective.ema_momentum == (0.99, 1.0)
+    assert (cfg.objective.predictor.width, cfg.objective.predictor.depth) == (96, 4)
+    assert cfg.regularizers == [{"kind": "vicreg", "apply_to": "context", "var_weight": 1.0, "cov_weight": 0.04}]
 
 
 def test_defaults_are_the_vjepa_mask_pair_and_valid():
@@ -130,15 +134,23 @@ def test_all_errors_reported_at_once(tmp_path):
 
 
 def test_every_declared_key_has_help():
+    def undocumented(cls, prefix=""):
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if dataclasses.is_dataclass(hints[f.name]):  # a section: its keys are checked on their own
+                continue
+            if not f.metadata.get("help"):
+                yield prefix + f.name
+
     cfg = Config()
-    for key in all_keys():
-        section, _, name = key.partition(".")
-        if not name:
-            continue
-        field = {f.name: f for f in dataclasses.fields(getattr(cfg, section))}[name]
-        assert field.metadata.get("help"), f"{key} has no help text"
+    sections = {name: type(getattr(cfg, name)) for name in ("run", "data", "model", "optim", "train", "launch")}
+    sections.update({f"objective[{name}]": cls for name, cls in objective_sections().items()})
+    sections["objective[vjepa].predictor"] = type(cfg.objective.predictor)
+    missing = [key for name, cls in sections.items() for key in undocumented(cls, name + ".")]
+    assert not missing and list(undocumented(Config)) == []
     assert {f.name for f in dataclasses.fields(Config)} == {
-        "run", "data", "model", "masks", "predictor", "objective", "optim", "train", "launch"}
+        "run", "data", "model", "objective", "masks", "regularizers", "optim", "train", "launch"}
+    assert {"objective.loss", "objective.predictor.depth", "objective.num_classes"} <= set(all_keys())
 
 
 # ------------------------------------------------------------------------------- types and ranges
@@ -167,7 +179,7 @@ def test_wrong_types(key, value, message):
     ("data.fps", 0, "> 0"),
     ("data.random_erasing", 1.5, "[0, 1]"),
     ("model.drop_path", 1.0, "[0, 1)"),
-    ("optim.ema_momentum", [0.99, 1.01], "[0, 1]"),
+    ("objective.ema_momentum", [0.99, 1.01], "[0, 1]"),
     ("data.random_resize_scale", [0.0, 1.0], "(0, 1]"),
     ("data.weights", [1.0, -2.0], "> 0"),
     ("run.seed", 2**32, "[0, 4294967295]"),
@@ -200,13 +212,36 @@ def test_pairs_must_be_ascending():
 
 
 @pytest.mark.parametrize("masks, message", [
-    ([], "'masks' needs at least one mask generator"),
+    ([], "objective 'vjepa' needs at least one mask generator"),
     ([{"num_blocks": 8}], "'masks' item 0 needs a 'kind' string"),
     ([{"kind": "tube"}, {"kind": 3}], "'masks' item 1 needs a 'kind' string"),
 ])
 def test_mask_specs(masks, message):
     with pytest.raises(ConfigError, match=message):
         config_from_dict({"masks": masks})
+
+
+@pytest.mark.parametrize("override, message", [
+    ("predictor.depth=2", "unknown key 'predictor'; it moved to objective.predictor"),
+    ("optim.ema_momentum=[0.9, 1.0]", "unknown key 'optim.ema_momentum'; it moved to objective.ema_momentum"),
+    ("objective.context_var_weight=1.0", "it moved to regularizers: [{kind: vicreg"),
+    ("objective.los=l2", "unknown key 'objective.los'; did you mean 'objective.loss'?"),
+    ("objective.predictor.dpth=2", "did you mean 'objective.predictor.depth'?"),
+])
+def test_objective_keys_are_the_objectives_own(override, message):
+    with pytest.raises(ConfigError) as e:
+        load_config(MAIN_CONFIG, [override])
+    assert message in str(e.value)
+
+
+def test_unknown_objective_name_is_named_with_a_suggestion():
+    with pytest.raises(ConfigError, match="'objective.name' = 'vjeppa' is not one of .*'vjepa'; did you mean 'vjepa'"):
+        config_from_dict({"objective": {"name": "vjeppa"}})
+
+
+def test_regularizer_specs_need_a_kind():
+    with pytest.raises(ConfigError, match="'regularizers' item 0 needs a 'kind' string"):
+        config_from_dict({"regularizers": [{"var_weight": 1.0}]})
 
 
 def test_mask_params_are_left_to_the_mask_registry():
@@ -239,10 +274,11 @@ def test_overrides_nested_list_index_and_types():
 
 def test_overrides_reach_defaults_not_in_the_file(tmp_path):
     path = write_yaml(tmp_path, {"optim": {"lr": 1e-3}})
-    cfg = load_config(path, ["masks.1.num_blocks=3", "predictor.depth=2", "masks.2={kind: tube, ratio: 0.5}"])
+    cfg = load_config(path, ["masks.1.num_blocks=3", "objective.predictor.depth=2",
+                             "masks.2={kind: tube, ratio: 0.5}"])
     assert [m["num_blocks"] for m in cfg.masks[:2]] == [8, 3]
     assert cfg.masks[2] == {"kind": "tube", "ratio": 0.5}  # index == length appends
-    assert cfg.predictor.depth == 2
+    assert cfg.objective.predictor.depth == 2
 
 
 def test_run_name_override_moves_derived_folders():
@@ -301,8 +337,9 @@ def test_apply_overrides_does_not_mutate_input():
      "'data.weights' has 1 values but 'data.train' has 2 sources"),
     ({"data": {"short_video": "skip", "toy_frames": 16, "frames_per_clip": 16, "frame_step": 2}},
      "a clip spans 31 frames"),
-    ({"predictor": {"kind": "attention", "width": 100, "num_heads": 6}},
-     "'predictor.width' = 100 is not divisible by 'predictor.num_heads' = 6"),
+    ({"objective": {"predictor": {"kind": "attention", "width": 100, "num_heads": 6}}},
+     "'objective.predictor.width' = 100 is not divisible by 'objective.predictor.num_heads' = 6"),
+    ({"masks": []}, "objective 'vjepa' needs at least one mask generator in 'masks'"),
     ({"optim": {"warmup_steps": 1000}, "train": {"epochs": 2, "steps_per_epoch": 100}},
      "'optim.warmup_steps' = 1000 is longer than the whole run (2 epochs x 100 steps)"),
     ({"optim": {"lr": 1e-4, "start_lr": 1e-3}}, "'optim.start_lr' = 0.001 exceeds the peak 'optim.lr'"),
@@ -319,7 +356,7 @@ def test_cross_checks(d, message):
     {"data": {"dataset": "image", "train": ["imgs/"], "frames_per_clip": 1}},  # images skip the tubelet rule
     {"data": {"short_video": "pad", "toy_frames": 4, "frames_per_clip": 16}},  # padding allows short toys
     {"data": {"short_video": "skip", "toy_frames": 4, "frames_per_clip": 16, "fps": 5.0}},
-    {"predictor": {"kind": "mamba", "width": 100, "num_heads": 6}},           # heads only matter for attention
+    {"objective": {"predictor": {"kind": "mamba", "width": 100, "num_heads": 6}}},  # heads: attention only
     {"launch": {"tasks_per_node": 4, "gpus_per_node": 0}},                    # CPU-only jobs
 ])
 def test_cross_checks_accept_valid_combinations(d):

@@ -8,7 +8,7 @@ import pytest
 from data_helpers import toy_dataset
 from vjm.data.decoders import open_video
 from vjm.data.sources import read_file_list
-from vjm.data.toy import ToyScene, _digit_pools, ensure_toy_dataset, main
+from vjm.data.toy import ToyScene, digit_pools, ensure_toy_dataset, main
 
 PARAMS = dict(num_train=6, num_val=3, frames=8, size=32)
 
@@ -72,7 +72,7 @@ def circular_centroid(weights: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("direction", range(8))
 def test_digit_moves_several_pixels_in_the_labelled_direction(direction):
-    pools = _digit_pools()
+    pools = digit_pools()
     rng = np.random.default_rng(direction)
     scene = ToyScene.random(rng, pools["train"][5][0], direction, size=64, frames=16)
     first, last = (np.abs(scene.frame(t).astype(float) - scene.background * 255).sum(-1) for t in (0, 15))
@@ -83,7 +83,7 @@ def test_digit_moves_several_pixels_in_the_labelled_direction(direction):
 
 
 def test_digit_colour_stands_out_from_the_background():
-    pools = _digit_pools()
+    pools = digit_pools()
     for seed in range(20):
         scene = ToyScene.random(np.random.default_rng(seed), pools["val"][seed % 10][0], 0, size=32, frames=2)
         luma = np.array([0.299, 0.587, 0.114])
@@ -91,7 +91,7 @@ def test_digit_colour_stands_out_from_the_background():
 
 
 def test_train_and_val_use_different_handwriting():
-    pools = _digit_pools()
+    pools = digit_pools()
     for digit in range(10):
         train, val = pools["train"][digit], pools["val"][digit]
         assert len(train) > 2 * len(val) > 0

@@ -1,17 +1,18 @@
-"""The fused Triton scan direction (conv, projections, scan in one autograd node, recomputing
-in the backward) against the same composition of torch ops, values and every gradient."""
+"""The scan direction of the mixer: its torch reference against the ops it composes, the
+dispatcher's backends, and the fused Triton node (conv, projections, scan in one autograd node,
+recomputing in the backward) against the reference, values and every gradient."""
 
 import pytest
 import torch
 
 from interpreter import run_under_interpreter
-from vjm.ops import scan_triton
-from vjm.ops.causal_conv import causal_conv1d_silu_torch
+from vjm.ops import DIRECTION_BACKENDS, causal_conv1d_silu, scan_direction, selective_scan, usable_backends
+from vjm.ops.backends import interpreting, triton_import_error
 from vjm.ops.channel_major import channel_view
-from vjm.ops.direction_triton import project, scan_direction_triton
-from vjm.ops.scan_torch import selective_scan_torch
+from vjm.ops.direction_torch import scan_direction_torch
+from vjm.ops.direction_triton import scan_direction_triton
 
-triton_missing = scan_triton.import_error()
+triton_missing = triton_import_error()
 PARAMS = ("conv_weight", "conv_bias", "x_proj_weight", "dt_proj_weight", "A_log", "D", "dt_bias")
 
 
@@ -27,10 +28,8 @@ def random_direction(batch, dim, state, rank, length, seed, device="cpu"):
 
 def reference(xz, conv_weight, conv_bias, x_proj_weight, dt_proj_weight, A_log, D, dt_bias, reverse, rank, batch):
     x, z = channel_view(xz, batch).chunk(2, dim=1)
-    u = causal_conv1d_silu_torch(x, conv_weight, conv_bias, reverse)
-    _, delta, B, C = project(u, x_proj_weight, dt_proj_weight, rank)
-    return selective_scan_torch(u, delta, -torch.exp(A_log), B, C, D, z, dt_bias, delta_softplus=True,
-                                reverse=reverse)
+    return scan_direction_torch(x, z, conv_weight, conv_bias, x_proj_weight, dt_proj_weight, A_log, D, dt_bias,
+                                reverse, rank)
 
 
 def fused(xz, conv_weight, conv_bias, x_proj_weight, dt_proj_weight, A_log, D, dt_bias, reverse, rank, batch):
@@ -39,9 +38,45 @@ def fused(xz, conv_weight, conv_bias, x_proj_weight, dt_proj_weight, A_log, D, d
                                  dt_bias, reverse, rank)
 
 
+def composition(xz, conv_weight, conv_bias, x_proj_weight, dt_proj_weight, A_log, D, dt_bias, reverse, rank, batch):
+    """The direction as its docstring writes it, with contiguous tensors and the public ops."""
+    x, z = xz.unflatten(1, (batch, -1)).permute(1, 0, 2).contiguous().chunk(2, dim=1)  # (B, E, L) each
+    u = causal_conv1d_silu(x, conv_weight, conv_bias, reverse, backend="torch")
+    x_dbl = torch.einsum("bel,re->brl", u, x_proj_weight)  # (B, dt_rank + 2N, L)
+    dt, B, C = x_dbl.split([rank, (x_dbl.shape[1] - rank) // 2, (x_dbl.shape[1] - rank) // 2], dim=1)
+    delta = torch.einsum("er,brl->bel", dt_proj_weight, dt)
+    return selective_scan(u, delta, -torch.exp(A_log), B, C, D, z, dt_bias, delta_softplus=True, reverse=reverse,
+                          backend="torch")
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_reference_is_the_composition_of_the_ops(reverse):
+    tensors, meta = random_direction(2, 6, 4, 2, 19, seed=3)
+    tensors = {k: v.double() for k, v in tensors.items()}
+    kwargs = dict(reverse=reverse, rank=meta["rank"], batch=meta["batch"])
+    torch.testing.assert_close(reference(**tensors, **kwargs), composition(**tensors, **kwargs), rtol=1e-12, atol=1e-12)
+
+
+def test_cpu_tensors_run_the_reference_and_named_backends_never_fall_back():
+    tensors, meta = random_direction(2, 6, 4, 2, 19, seed=4)
+    x, z = channel_view(tensors.pop("xz"), meta["batch"]).chunk(2, dim=1)
+    args = (x, z, *tensors.values(), True, meta["rank"])
+    assert usable_backends(DIRECTION_BACKENDS, x, z) == ["torch"]
+    expected = scan_direction_torch(*args)
+    torch.testing.assert_close(scan_direction(*args), expected, rtol=0, atol=0)
+    torch.testing.assert_close(scan_direction(*args, backend="torch"), expected, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="scan_direction: unknown backend 'cuda'"):
+        scan_direction(*args, backend="cuda")
+    with pytest.raises(RuntimeError, match="'mamba_ssm' was asked for but cannot run here"):
+        scan_direction(*args, backend="mamba_ssm")
+    if not interpreting():
+        with pytest.raises(RuntimeError, match="'triton' was asked for but cannot run here"):
+            scan_direction(*args, backend="triton")
+
+
 def errors(shape, reverse, dtype="float32", device="cpu"):
     """Relative errors of the fused node (float32, or bf16 under autocast on CUDA) against the
-    float64 composition: output, and the gradients of xz and of every parameter."""
+    float64 reference: output, and the gradients of xz and of every parameter."""
     tensors, meta = random_direction(*shape, seed=sum(shape))
     cotangent = torch.randn(meta["batch"], shape[1], meta["length"], generator=torch.Generator().manual_seed(7))
 
@@ -69,7 +104,7 @@ print(json.dumps([errors(*case) for case in INTERPRETER_CASES]))
 
 
 @pytest.mark.skipif(triton_missing is not None, reason=f"{triton_missing}")
-def test_fused_direction_matches_the_composition_under_the_interpreter():
+def test_fused_direction_matches_the_reference_under_the_interpreter():
     for case, errs in zip(INTERPRETER_CASES, run_under_interpreter(INTERPRETER_SCRIPT)):
         assert set(errs) == {"out", "xz", *PARAMS}
         bad = {k: v for k, v in errs.items() if not v <= 1e-4}
@@ -80,7 +115,7 @@ def test_fused_direction_matches_the_composition_under_the_interpreter():
 @pytest.mark.skipif(triton_missing is not None, reason=f"{triton_missing}")
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 @pytest.mark.parametrize("reverse", [False, True])
-def test_gpu_fused_direction_matches_the_composition(dtype, reverse):
+def test_gpu_fused_direction_matches_the_reference(dtype, reverse):
     errs = errors((4, 384, 16, 12, 1568), reverse, dtype, device="cuda")
     tol = 1e-4 if dtype == "float32" else 3e-2
     bad = {k: v for k, v in errs.items() if not v <= tol}

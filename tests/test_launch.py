@@ -19,11 +19,11 @@ import torch.multiprocessing as mp
 from submitit.helpers import DelayedSubmission
 
 import launch.submitit as launch_submitit
-from launch import setup_logging
 from launch.local import check_devices, launch_local
 from launch.local import main as local_main
 from launch.submitit import TrainingJob, apply_launch_flags, executor_parameters, make_executor, submit
 from vjm.config import Config, ConfigError, load_config
+from vjm.console import setup_logging
 from vjm.train import distributed as vdist
 
 MAIN_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "vjepa_tiny.yaml"
@@ -52,10 +52,10 @@ def record_to_file(cfg: Config, dist: vdist.DistInfo) -> dict:
     """Stand-in trainer run in spawned processes: checks the process group works and records what it saw."""
     mean_rank = vdist.all_reduce_mean(float(dist.rank))
     mean_vec = vdist.all_reduce_mean(torch.tensor([dist.rank, 2.0 * dist.rank], device=dist.device))
-    vdist.barrier()
+    torch.distributed.barrier()
     record = {
         "rank": dist.rank, "world_size": dist.world_size, "local_rank": dist.local_rank, "device": str(dist.device),
-        "is_main": vdist.is_main_process(), "group_world_size": vdist.get_world_size(),
+        "is_main": dist.is_main, "group_world_size": vdist.get_world_size(),
         "mean_rank": mean_rank, "mean_vec": mean_vec.tolist(), "run_name": cfg.run.name,
         "num_workers": cfg.data.num_workers, "master_port": os.environ.get("MASTER_PORT"),
         "root_level": logging.getLogger().level,

@@ -1,4 +1,5 @@
-"""evals: the attentive probe, view aggregation, images as clips, checkpoint loading, resume, the CLI."""
+"""The attentive probe (vjm.eval, evals.attentive_probe): pooler, view aggregation, images as clips,
+checkpoint loading, resume, the CLI."""
 
 from __future__ import annotations
 
@@ -13,21 +14,19 @@ import torch
 import yaml
 
 from evals import attentive_probe as ap
-from evals.attentive_probe import (
-    EncoderInfo,
-    default_output_dir,
-    group_tokens,
-    load_frozen_encoder,
-    lr_factor,
-    run_probe,
-)
-from evals.config import eval_config_from_dict, load_eval_config
-from evals.features import encode_clips, encoder_fingerprint, extract_features
-from evals.probe import AttentiveClassifier, AttentivePooler, average_predictions, pad_tokens
 from vjm.config import Config, ConfigError, config_from_dict, load_config
 from vjm.data.toy import ensure_toy_dataset
-from vjm.models import build, list_models, register_model
-from vjm.train.checkpoint import build_encoder, save_checkpoint
+from vjm.eval import probe as probe_module
+from vjm.eval.config import eval_config_from_dict, load_eval_config
+from vjm.eval.data import build_eval_data
+from vjm.eval.features import encode_clips, encoder_fingerprint, extract_features
+from vjm.eval.frozen import EncoderInfo, load_frozen_encoder
+from vjm.eval.pooler import AttentiveClassifier, AttentivePooler, average_predictions
+from vjm.eval.probe import build_heads, build_probe_optimizer, default_output_dir, run_probe
+from vjm.eval.tokens import group_tokens
+from vjm.models import build, build_encoder, list_models, register_model
+from vjm.train.checkpoint import save_checkpoint
+from vjm.train.optim import warmup_cosine
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_MODEL = "probe_test_videomamba"  # a 32-wide, 2-block VideoMamba that checkpoints can name
@@ -76,7 +75,14 @@ def probe_config(toy_root: Path, **sections) -> dict:
 
 
 def info_of(encoder, which="random_init") -> EncoderInfo:
-    return EncoderInfo(TINY_MODEL, encoder.embed_dim, None, which, None, encoder_fingerprint(encoder))
+    return EncoderInfo(TINY_MODEL, encoder.embed_dim, None, "vjepa", which, None, encoder_fingerprint(encoder))
+
+
+def pad_tokens(token_sets: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token sets N_i x D -> (B x N_max x D zero-padded, B x N_max mask, True = padding)."""
+    tokens = torch.nn.utils.rnn.pad_sequence(token_sets, batch_first=True)
+    lengths = torch.tensor([len(t) for t in token_sets])
+    return tokens, torch.arange(tokens.shape[1])[None, :] >= lengths[:, None]
 
 
 # ------------------------------------------------------------------------------------------ the pooler
@@ -198,11 +204,26 @@ def test_probe_on_toy_images_end_to_end(toy_root, tmp_path):
 
 
 def test_lr_warmup_then_cosine():
-    assert lr_factor(0, 100, 10, 0.0) == pytest.approx(0.1)
-    assert lr_factor(9, 100, 10, 0.0) == pytest.approx(1.0)
-    assert lr_factor(10, 100, 10, 0.0) == pytest.approx(1.0)
-    assert lr_factor(55, 100, 10, 0.0) == pytest.approx(0.5)
-    assert lr_factor(100, 100, 10, 0.1) == pytest.approx(0.1)
+    """The probe's schedule is pre-training's (vjm.train.optim), as a factor of each head's peak."""
+    assert warmup_cosine(0, 100, 10, 0.0, 1.0, 0.0) == 0.0
+    assert warmup_cosine(5, 100, 10, 0.0, 1.0, 0.0) == pytest.approx(0.5)
+    assert warmup_cosine(10, 100, 10, 0.0, 1.0, 0.0) == pytest.approx(1.0)
+    assert warmup_cosine(55, 100, 10, 0.0, 1.0, 0.0) == pytest.approx(0.5)
+    assert warmup_cosine(100, 100, 10, 0.0, 1.0, 0.1) == pytest.approx(0.1)
+    assert warmup_cosine(0, 100, 0, 0.0, 1.0, 0.0) == 1.0  # no warmup: the peak at once
+
+
+def test_probe_optimizer_has_pretraining_groups_per_head():
+    cfg = eval_config_from_dict({"data": {"dataset": "toy", "augment": False}, "probe": {"num_heads": 4},
+                                 "optim": {"lr": [1e-3, 1e-2], "weight_decay": [0.05]}})
+    heads = build_heads(cfg, 32, 5)
+    groups = build_probe_optimizer(heads, cfg).param_groups
+    assert [(g["base_lr"], g["weight_decay"], g["decay"]) for g in groups] == [
+        (1e-3, 0.05, True), (1e-3, 0.0, False), (1e-2, 0.05, True), (1e-2, 0.0, False)]
+    # Weight matrices and the query tokens decay; biases and norms do not.
+    decayed = {id(p) for p in groups[0]["params"]}
+    for name, param in heads[0].named_parameters():
+        assert (id(param) in decayed) == (param.ndim > 1), name
 
 
 def test_sweep_heads_train_independently(toy_root, tmp_path):
@@ -228,9 +249,10 @@ def save_pretrain_checkpoint(path: Path, *, model: str = TINY_MODEL, models: dic
     cfg = config_from_dict({"model": {"name": model}})
     if models is None:
         torch.manual_seed(1)
-        target, context = build_encoder(cfg), build_encoder(cfg)
+        target, context = build_encoder(cfg.model), build_encoder(cfg.model)
         models = {"encoder": context.state_dict(), "target_encoder": target.state_dict(), "predictor": {}}
-    return save_checkpoint({"config": cfg.to_dict(), "step": 7, "models": models, **extra}, path)
+    state = {"config": cfg.to_dict(), "objective": cfg.objective.name, "step": 7, "models": models, **extra}
+    return save_checkpoint(state, path)
 
 
 def test_load_target_and_context_encoders(tmp_path):
@@ -242,7 +264,8 @@ def test_load_target_and_context_encoders(tmp_path):
         for name, tensor in encoder.state_dict().items():
             assert torch.equal(tensor, saved[key][name])
         assert not encoder.training and not any(p.requires_grad for p in encoder.parameters())
-    assert (info.which, info.step, info.model, info.embed_dim) == ("target_encoder", 7, TINY_MODEL, 32)
+    assert (info.objective, info.which, info.step, info.model, info.embed_dim) == (
+        "vjepa", "target_encoder", 7, TINY_MODEL, 32)
     assert info.checkpoint == str(path.resolve())
     assert info.fingerprint != context_info.fingerprint
 
@@ -276,10 +299,10 @@ def test_checkpoint_errors(tmp_path):
         load_frozen_encoder(tmp_path / "plain.pt")
     # wrong keys: no models at all, or no target encoder
     save_checkpoint({"config": Config().to_dict(), "step": 1}, tmp_path / "nomodels.pt")
-    with pytest.raises(ValueError, match=r"lacks \['models'\]"):
+    with pytest.raises(ValueError, match=r"lacks \['objective', 'models'\]"):
         load_frozen_encoder(tmp_path / "nomodels.pt")
     context_only = save_pretrain_checkpoint(tmp_path / "context.pt", models={"encoder": {}})
-    with pytest.raises(ValueError, match="holds no 'target_encoder'.*--encoder context"):
+    with pytest.raises(ValueError, match="holds no 'target_encoder'.*choose an encoder from: encoder"):
         load_frozen_encoder(context_only)
     # another model: weights of a ViT under a config that names the tiny VideoMamba
     vit = build("vit_tiny", embed_dim=32, depth=1, num_heads=2).state_dict()
@@ -302,28 +325,28 @@ def test_resume_continues_where_it_stopped(toy_root, tmp_path, monkeypatch):
     reference = run_probe(cfg, encoder, info, tmp_path / "reference", "cpu")
 
     # A run that dies right after saving epoch 2 ...
-    real_save = ap.save_state
+    real_save = probe_module.save_state
 
     def save_then_die(path, state):
         real_save(path, state)
         if len(state["history"]) == 2:
             raise KeyboardInterrupt("preempted")
 
-    monkeypatch.setattr(ap, "save_state", save_then_die)
+    monkeypatch.setattr(probe_module, "save_state", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         run_probe(cfg, encoder, info, tmp_path / "resumed", "cpu")
-    monkeypatch.setattr(ap, "save_state", real_save)
+    monkeypatch.setattr(probe_module, "save_state", real_save)
     assert not (tmp_path / "resumed" / "results.json").exists()
 
     # ... resumes at epoch 3 and ends as the uninterrupted run did.
     epochs_trained = []
-    real_train = ap.train_epoch
+    real_train = probe_module.train_epoch
 
     def counting_train(heads, optimizer, source, cfg, epoch, total_steps):
         epochs_trained.append(epoch)
         return real_train(heads, optimizer, source, cfg, epoch, total_steps)
 
-    monkeypatch.setattr(ap, "train_epoch", counting_train)
+    monkeypatch.setattr(probe_module, "train_epoch", counting_train)
     resumed = run_probe(cfg, encoder, info, tmp_path / "resumed", "cpu")
     assert epochs_trained == [2]
     assert resumed.results["history"] == reference.results["history"]
@@ -356,8 +379,6 @@ def test_resume_refuses_another_config_or_encoder(toy_root, tmp_path):
 
 
 def test_feature_cache_on_disk_is_shared_and_keyed_by_weights(toy_root, tmp_path, monkeypatch):
-    from evals.data import build_eval_data
-
     cfg = eval_config_from_dict(probe_config(toy_root))
     data = build_eval_data(cfg.data)
     encoder = tiny_encoder()
@@ -375,7 +396,7 @@ def test_feature_cache_on_disk_is_shared_and_keyed_by_weights(toy_root, tmp_path
     def no_encoding(*args, **kw):
         raise AssertionError("the encoder ran although the features were cached")
 
-    monkeypatch.setattr("evals.features.encode_clips", no_encoding)
+    monkeypatch.setattr("vjm.eval.features.encode_clips", no_encoding)
     again = extract_features(encoder, digit_val, **kwargs)
     torch.testing.assert_close(again.tokens, first.tokens)
     digit_labels = [int(label) for label in digit_val.labels]
@@ -461,9 +482,10 @@ def test_config_errors_name_the_key(tmp_path):
 def test_default_output_dir_is_beside_the_checkpoint(tmp_path):
     cfg = eval_config_from_dict({"run": {"name": "toy_digit"}, "data": {"dataset": "toy", "toy_task": "digit"}})
     ckpt = str(tmp_path / "run" / "latest.pt")
-    for which, folder in (("target_encoder", "probe_toy_digit"), ("encoder", "probe_toy_digit_context"),
+    # The objective's default encoder gets the plain name; others and the control a suffix.
+    for which, folder in (("target_encoder", "probe_toy_digit"), ("encoder", "probe_toy_digit_encoder"),
                           ("random_init", "probe_toy_digit_random_init")):
-        info = EncoderInfo("m", 32, ckpt, which, 1, "f")
+        info = EncoderInfo("m", 32, ckpt, "vjepa", which, 1, "f")
         assert default_output_dir(cfg, info) == tmp_path / "run" / folder
 
 
@@ -491,9 +513,10 @@ def test_cli_probes_a_checkpoint_and_prints_the_results_path_last(toy_root, tmp_
     assert "does not exist" in capsys.readouterr().err
 
 
-def test_runs_as_a_script():
-    done = subprocess.run([sys.executable, str(REPO / "evals" / "attentive_probe.py"), "--help"],
-                          capture_output=True, text=True, cwd="/", timeout=120)
+@pytest.mark.parametrize("command, cwd", [(["evals/attentive_probe.py"], REPO), (["-m", "evals.attentive_probe"], REPO),
+                                          ([str(REPO / "evals" / "attentive_probe.py")], Path("/"))])
+def test_runs_as_a_script_and_as_a_module(command, cwd):
+    done = subprocess.run([sys.executable, *command, "--help"], capture_output=True, text=True, cwd=cwd, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "--random-init" in done.stdout and "--checkpoint" in done.stdout
 

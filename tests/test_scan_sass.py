@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from vjm.ops import scan_triton
+from vjm.ops.backends import triton_import_error
 
 REPO = Path(__file__).resolve().parents[1]
-triton_missing = scan_triton.import_error()
+triton_missing = triton_import_error()
 
 
 def inner_loop(tmp_path: Path, *flags: str) -> dict[str, int]:

@@ -10,12 +10,13 @@ import torch
 
 from interpreter import run_under_interpreter
 from test_scan import random_inputs
-from vjm.ops import available_backends, scan_triton, selective_scan
+from vjm.ops import SCAN_BACKENDS, scan_triton, selective_scan, usable_backends
+from vjm.ops.backends import interpreting, triton_import_error, triton_unusable_for
 from vjm.ops.scan_torch import selective_scan_torch
 
 LOW_PRECISION = ("u", "delta", "B", "C", "z")  # the activations; A, D, delta_bias stay fp32
 
-triton_missing = scan_triton.import_error()
+triton_missing = triton_import_error()
 
 
 def rel(a, b):
@@ -116,11 +117,11 @@ def test_kernels_match_reference_under_the_interpreter():
 
 def test_cpu_tensors_are_refused_without_the_interpreter():
     inputs = random_inputs(1, 2, 2, 3, dtype=torch.float32)
-    if scan_triton.interpreting():
+    if interpreting():
         pytest.skip("TRITON_INTERPRET is set in this process")
     with pytest.raises(ValueError, match="u is on cpu; the kernels need CUDA tensors"):
         scan_triton.selective_scan_triton(**inputs)
-    assert "CUDA tensors only" in scan_triton.usable_for(inputs["u"])
+    assert "CUDA tensors only" in triton_unusable_for(inputs["u"])
 
 
 def test_float64_is_refused_with_a_pointer_to_the_reference():
@@ -131,7 +132,7 @@ def test_float64_is_refused_with_a_pointer_to_the_reference():
 
 def test_auto_never_picks_triton_for_cpu_tensors():
     inputs = random_inputs(1, 2, 2, 3, dtype=torch.float32)
-    assert "triton" not in available_backends(inputs["u"])
+    assert "triton" not in usable_backends(SCAN_BACKENDS, inputs["u"])
     with pytest.raises(RuntimeError, match="'triton' was asked for but cannot run here"):
         selective_scan(**inputs, backend="triton")
 
@@ -220,7 +221,7 @@ def test_gpu_memory_holds_no_state_per_step():
 @pytest.mark.skipif(triton_missing is not None, reason=f"{triton_missing}")
 def test_gpu_auto_uses_a_fast_backend_and_no_grad_saves_nothing():
     inputs = {k: v.cuda() for k, v in random_inputs(2, 64, 16, 100, dtype=torch.float32).items()}
-    assert "triton" in available_backends(inputs["u"])
+    assert "triton" in usable_backends(SCAN_BACKENDS, inputs["u"])
     with torch.no_grad():
         out = selective_scan(**inputs, delta_softplus=True, backend="triton")
     assert out.grad_fn is None

@@ -21,7 +21,7 @@ import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
@@ -33,9 +33,9 @@ __all__ = [
     "ModelConfig",
     "ObjectiveConfig",
     "OptimConfig",
-    "PredictorConfig",
     "Range",
     "RunConfig",
+    "objective_sections",
     "TrainConfig",
     "all_keys",
     "apply_overrides",
@@ -91,15 +91,20 @@ def param(
     choices: Sequence[Any] | None = None,
     ascending: bool = False,
     check: Callable[[Any], str | None] | None = None,
+    variants: Callable[[], Mapping[str, type]] | None = None,
+    default_from: Callable[[Mapping[str, Any]], Any] | None = None,
 ) -> Any:
     """Declare a config key.
 
     ``range`` applies to a number or to every number of a tuple/list; ``choices`` lists the allowed
     values; ``ascending`` requires a pair to be (low, high); ``check`` returns an error message or None.
+    ``variants`` makes a section whose schema its ``name`` key chooses: it returns {name: dataclass}.
+    ``default_from`` gives the value an override starts from when the key is unset (e.g. the
+    objective's default masks), from the raw config.
     """
     metadata = {"help": help, "range": range, "choices": tuple(choices) if choices else None,
-                "ascending": ascending, "check": check}
-    if isinstance(default, (list, dict)):
+                "ascending": ascending, "check": check, "variants": variants, "default_from": default_from}
+    if isinstance(default, (list, dict)) or dataclasses.is_dataclass(default):
         return dataclasses.field(default_factory=lambda: copy.deepcopy(default), metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
 
@@ -177,50 +182,35 @@ class ModelConfig:
                                    range=NONNEG)
 
 
-def _check_masks(masks: list[dict[str, Any]]) -> str | None:
-    if not masks:
-        return "needs at least one mask generator, e.g. [{kind: multiblock, num_blocks: 8, ...}]"
-    for i, spec in enumerate(masks):
-        if not isinstance(spec.get("kind"), str):
-            return f"item {i} needs a 'kind' string (the mask generator's registry name), got {spec!r}"
-    return None
+def _check_specs(what: str, example: str) -> Callable[[list[dict[str, Any]]], str | None]:
+    """Check a list of {kind: <registry name>, <params>...} entries (masks, regularizers)."""
 
+    def check(specs: list[dict[str, Any]]) -> str | None:
+        for i, spec in enumerate(specs):
+            if not isinstance(spec.get("kind"), str):
+                return f"item {i} needs a 'kind' string (the {what}'s registry name), e.g. {example}; got {spec!r}"
+        return None
 
-def _vjepa_block_mask(num_blocks: int, scale: float) -> dict[str, Any]:
-    return {"kind": "multiblock", "num_blocks": num_blocks, "spatial_scale": [scale, scale],
-            "temporal_scale": [1.0, 1.0], "aspect_ratio": [0.75, 1.5]}
-
-
-# V-JEPA's pair: 8 small blocks (short range) + 2 large blocks (long range), full temporal extent.
-DEFAULT_MASKS = [_vjepa_block_mask(8, 0.15), _vjepa_block_mask(2, 0.7)]
-
-
-@dataclass
-class PredictorConfig:
-    """The network that predicts masked-token features from context tokens."""
-
-    kind: str = param("mamba", "predictor architecture", choices=("mamba", "attention"))
-    width: int = param(192, "predictor embedding width", range=AT_LEAST_1)
-    depth: int = param(6, "number of predictor blocks", range=AT_LEAST_1)
-    num_heads: int = param(6, "attention heads (attention predictor only)", range=AT_LEAST_1)
+    return check
 
 
 @dataclass
 class ObjectiveConfig:
-    """The pre-training loss."""
+    """Base of every objective's section. ``name`` chooses the objective; the section's other keys
+    are that objective's own, declared by the dataclass it registers (vjm.objectives).
 
-    name: str = param("vjepa", "pre-training objective", choices=("vjepa",))
-    loss: str = param("l1", "distance between predicted and target features", choices=("l1", "l2"))
-    var_weight: float = param(0.0, "weight (lambda) of the variance term on predicted features; 0 = off",
-                              range=NONNEG)
-    var_form: str = param("sqrt", "variance term: mean sqrt(var + eps), or mean relu(1 - std) (V-JEPA's code)",
-                          choices=("sqrt", "hinge"))
-    target_layernorm: bool = param(True, "layer-normalise target features before the loss")
-    context_var_weight: float = param(0.0, "weight of VICReg's variance term (relu(1 - std) per feature over the "
-                                           "batch's context tokens) on the context encoder's output; 0 = off",
-                                      range=NONNEG)
-    context_cov_weight: float = param(0.0, "weight of VICReg's covariance term (squared off-diagonal covariances "
-                                           "/ width) on the context encoder's output; 0 = off", range=NONNEG)
+    Class attributes an objective's section sets: ``needs_masks`` (the engine draws masks for it)
+    and ``default_masks`` (used when a config leaves ``masks`` out).
+    """
+
+    needs_masks: ClassVar[bool] = False
+    default_masks: ClassVar[tuple[dict[str, Any], ...]] = ()
+
+    name: str = param("vjepa", "pre-training objective; its own keys are documented in vjm/objectives/<name>.py")
+
+    def cross_check(self, cfg: "Config") -> list[str]:
+        """Problems between this section and the rest of the config (none by default)."""
+        return []
 
 
 @dataclass
@@ -237,8 +227,6 @@ class OptimConfig:
     eps: float = param(1e-8, "AdamW epsilon", range=POSITIVE)
     clip_grad: float = param(10.0, "max global gradient norm; 0 = no clipping", range=NONNEG)
     accum_steps: int = param(1, "micro-batches accumulated per optimiser step", range=AT_LEAST_1)
-    ema_momentum: tuple[float, float] = param((0.998, 1.0), "target-encoder EMA momentum, start and end (linear)",
-                                              range=PROB, ascending=True)
 
 
 @dataclass
@@ -283,10 +271,15 @@ class Config:
     run: RunConfig = dataclasses.field(default_factory=RunConfig)
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
-    masks: list[dict[str, Any]] = param(DEFAULT_MASKS, "mask generators: [{kind: <registry name>, <params>...}]",
-                                        check=_check_masks)
-    predictor: PredictorConfig = dataclasses.field(default_factory=PredictorConfig)
-    objective: ObjectiveConfig = dataclasses.field(default_factory=ObjectiveConfig)
+    objective: ObjectiveConfig = param(ObjectiveConfig(), "the pre-training objective: {name: <registry name>, "
+                                       "<its keys>...}", variants=lambda: objective_sections())
+    masks: list[dict[str, Any]] | None = param(None, "mask generators: [{kind: <registry name>, <params>...}]; "
+                                               "None = the objective's default",
+                                               check=_check_specs("mask generator", "{kind: multiblock}"),
+                                               default_from=lambda raw: _objective_of(raw).default_masks)
+    regularizers: list[dict[str, Any]] = param([], "regularisers added to the objective's loss: [{kind: <registry "
+                                               "name>, <params>...}] (vjm.regularizers)",
+                                               check=_check_specs("regulariser", "{kind: vicreg}"))
     optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     launch: LaunchConfig = dataclasses.field(default_factory=LaunchConfig)
@@ -300,6 +293,10 @@ class Config:
             self.run.folder = f"runs/{self.run.name}"
         if self.launch.slurm_folder is None:
             self.launch.slurm_folder = f"{self.run.folder}/slurm"
+        if type(self.objective) is ObjectiveConfig:  # a bare {name: ...}: the objective's own defaults
+            self.objective = objective_sections()[self.objective.name]()
+        if self.masks is None:
+            self.masks = copy.deepcopy(list(self.objective.default_masks))
 
     @property
     def run_dir(self) -> Path:
@@ -309,6 +306,22 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (lists, not tuples) that YAML can write and config_from_dict reads back."""
         return _plain(dataclasses.asdict(self))
+
+
+def objective_sections() -> dict[str, type[ObjectiveConfig]]:
+    """{name: config dataclass} of every registered objective."""
+    # Imported here, not at the top: the objectives import this module for its `param` machinery.
+    from vjm.objectives.registry import objective_configs
+
+    return objective_configs()
+
+
+def _objective_of(raw: Mapping[str, Any]) -> type[ObjectiveConfig]:
+    """The section class of the objective a raw config names (the default objective if none)."""
+    section = raw.get("objective")
+    name = section.get("name") if isinstance(section, Mapping) else None
+    sections = objective_sections()
+    return sections.get(name if name is not None else ObjectiveConfig().name, ObjectiveConfig)
 
 
 def _plain(x: Any) -> Any:
@@ -332,8 +345,18 @@ def _is_section(tp: Any) -> bool:
     return isinstance(tp, type) and dataclasses.is_dataclass(tp)
 
 
+def _section_class(f: dataclasses.Field, tp: type, raw: Any) -> type:
+    """The schema of section ``f``: its declared type, or the variant that ``raw``'s name chooses."""
+    variants = f.metadata.get("variants")
+    if variants is None:
+        return tp
+    name = raw.get("name") if isinstance(raw, Mapping) else None
+    return variants().get(name if name is not None else _field_default(f).name, tp)
+
+
 def all_keys(cls: type | None = None, prefix: str = "") -> list[str]:
-    """Every valid dotted key, sections included (e.g. 'optim', 'optim.lr')."""
+    """Every valid dotted key, sections included (e.g. 'optim', 'optim.lr'); a section with variants
+    lists the keys of all of them."""
     cls = Config if cls is None else cls
     keys = []
     hints = _hints(cls)
@@ -341,8 +364,26 @@ def all_keys(cls: type | None = None, prefix: str = "") -> list[str]:
         key = f"{prefix}{f.name}"
         keys.append(key)
         if _is_section(hints[f.name]):
-            keys.extend(all_keys(hints[f.name], key + "."))
+            variants = f.metadata.get("variants")
+            for section in (variants().values() if variants else [hints[f.name]]):
+                keys.extend(k for k in all_keys(section, key + ".") if k not in keys)
     return keys
+
+
+def _unknown_variant(key: str, raw: Any, variants: Mapping[str, type]) -> str:
+    name = raw.get("name") if isinstance(raw, Mapping) else raw
+    near = difflib.get_close_matches(str(name), list(variants), n=1)
+    hint = f"; did you mean {near[0]!r}?" if near else ""
+    return f"'{key}.name' = {name!r} is not one of {', '.join(repr(v) for v in sorted(variants))}{hint}"
+
+
+# Keys that moved when objectives became plugins: an old config gets told where each went.
+MOVED_KEYS = {
+    "predictor": "objective.predictor (V-JEPA's own section)",
+    "optim.ema_momentum": "objective.ema_momentum (V-JEPA's own section)",
+    "objective.context_var_weight": "regularizers: [{kind: vicreg, apply_to: context, var_weight: ..., cov_weight: ...}]",
+    "objective.context_cov_weight": "regularizers: [{kind: vicreg, apply_to: context, var_weight: ..., cov_weight: ...}]",
+}
 
 
 def _unknown_key(key: str, root: type | None = None) -> str:
@@ -350,6 +391,9 @@ def _unknown_key(key: str, root: type | None = None) -> str:
     suggestion = difflib.get_close_matches(key, all_keys(root), n=1, cutoff=0.6)
     where = "vjm/config.py" if root is Config else root.__module__.replace(".", "/") + ".py"
     hint = f"; did you mean '{suggestion[0]}'?" if suggestion else f"; see {where} for the valid keys"
+    if root is Config and (moved := next((v for k, v in MOVED_KEYS.items() if key == k or key.startswith(k + ".")),
+                                         None)):
+        hint = f"; it moved to {moved}"
     return f"unknown key '{key}'{hint}"
 
 
@@ -483,7 +527,11 @@ def _build(cls: type, raw: Any, prefix: str, errors: list[str], root: type | Non
             continue  # the dataclass default applies
         key, tp = f"{prefix}{f.name}", hints[f.name]
         if _is_section(tp):
-            values[f.name] = _build(tp, raw[f.name], key + ".", errors, root)
+            section = _section_class(f, tp, raw[f.name])
+            if f.metadata.get("variants") and section is tp:
+                errors.append(_unknown_variant(key, raw[f.name], f.metadata["variants"]()))
+                continue
+            values[f.name] = _build(section, raw[f.name], key + ".", errors, root)
         else:
             values[f.name], problem = _check_field(key, raw[f.name], tp, f.metadata)
             if problem:
@@ -497,8 +545,14 @@ def _build(cls: type, raw: Any, prefix: str, errors: list[str], root: type | Non
 
 
 def _cross_check(cfg: Config) -> list[str]:
-    d, m, o, t, p, lc = cfg.data, cfg.model, cfg.optim, cfg.train, cfg.predictor, cfg.launch
-    errors = []
+    d, m, o, t, lc = cfg.data, cfg.model, cfg.optim, cfg.train, cfg.launch
+    errors = list(cfg.objective.cross_check(cfg))
+    if cfg.objective.needs_masks and not cfg.masks:
+        errors.append(f"objective {cfg.objective.name!r} needs at least one mask generator in 'masks', "
+                      "e.g. [{kind: multiblock, num_blocks: 8, spatial_scale: [0.15, 0.15]}]")
+    if not cfg.objective.needs_masks and cfg.masks:
+        errors.append(f"objective {cfg.objective.name!r} uses no masks, but 'masks' lists {len(cfg.masks)}; "
+                      "remove the 'masks' key")
     if d.crop_size % m.patch_size:
         lower = d.crop_size // m.patch_size * m.patch_size
         errors.append(f"'data.crop_size' = {d.crop_size} is not divisible by 'model.patch_size' = {m.patch_size}; "
@@ -519,8 +573,6 @@ def _cross_check(cfg: Config) -> list[str]:
             errors.append(f"a clip spans {span} frames ('data.frames_per_clip' = {d.frames_per_clip}, "
                           f"'data.frame_step' = {d.frame_step}) but toy videos have 'data.toy_frames' = "
                           f"{d.toy_frames}, and 'data.short_video' = 'skip' would skip them all")
-    if p.kind == "attention" and p.width % p.num_heads:
-        errors.append(f"'predictor.width' = {p.width} is not divisible by 'predictor.num_heads' = {p.num_heads}")
     if o.start_lr > o.lr:
         errors.append(f"'optim.start_lr' = {o.start_lr} exceeds the peak 'optim.lr' = {o.lr}")
     if o.final_lr > o.lr:
@@ -611,8 +663,10 @@ def apply_overrides(raw: dict[str, Any], overrides: Sequence[str], cls: type = C
                     break
                 tp = _hints(cls)[part]
                 if node.get(part) is None:
-                    node[part] = {} if _is_section(tp) else _field_default(fields[part])
-                node, cls = node[part], (tp if _is_section(tp) else None)
+                    default_from = fields[part].metadata.get("default_from")
+                    node[part] = ({} if _is_section(tp) else
+                                  copy.deepcopy(list(default_from(raw))) if default_from else _field_default(fields[part]))
+                node, cls = node[part], (_section_class(fields[part], tp, node[part]) if _is_section(tp) else None)
                 continue
             if isinstance(node, list):
                 if not part.isdigit() or int(part) > len(node):

@@ -112,7 +112,7 @@ class ToyScene:
 
 
 @functools.lru_cache(maxsize=1)
-def _digit_pools() -> dict[str, dict[int, np.ndarray]]:
+def digit_pools() -> dict[str, dict[int, np.ndarray]]:
     """Digit images by split and class: every 4th instance is held out for val."""
     from sklearn.datasets import load_digits
 
@@ -139,13 +139,16 @@ def write_mp4(path: str | os.PathLike, frames: np.ndarray, fps: int) -> None:
         # One thread and fixed settings: the same frames always give the same bytes.
         stream.options = {"crf": "18", "preset": "fast", "threads": "1"}
         for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+            # Convert to yuv420p here, single-threaded: the encoder's own conversion uses swscale's
+            # threads, whose output varies from run to run (the same frames gave different bytes).
+            yuv = av.VideoFrame.from_ndarray(frame, format="rgb24").reformat(format="yuv420p", threads=1)
+            for packet in stream.encode(yuv):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
 
 
-def _write_list(path: Path, rows: list[tuple[str, int]]) -> None:
+def write_list(path: Path, rows: list[tuple[str, int]]) -> None:
     path.write_text("".join(f"{p} {label}\n" for p, label in rows))
 
 
@@ -175,7 +178,7 @@ def _draw_scene(pool: dict[int, np.ndarray], key: list[int], size: int, frames: 
 def _generate(out: Path, num_train: int, num_val: int, frames: int, size: int, seed: int, fps: int) -> None:
     from PIL import Image
 
-    pools = _digit_pools()
+    pools = digit_pools()
     total, done, started = 2 * (num_train + num_val), 0, time.monotonic()
     for split_id, (split, count) in enumerate(zip(SPLITS, (num_train, num_val))):
         video_rows: dict[str, list] = {task: [] for task in TASKS}
@@ -201,8 +204,8 @@ def _generate(out: Path, num_train: int, num_val: int, frames: int, size: int, s
                 logger.info("Toy dataset: %d/%d files, %.0f/s, ETA %.0fs", done, total, done / elapsed,
                             (total - done) * elapsed / done)
         for task in TASKS:
-            _write_list(out / f"{split}_{task}.txt", video_rows[task])
-        _write_list(out / f"image_{split}_digit.txt", image_rows)
+            write_list(out / f"{split}_{task}.txt", video_rows[task])
+        write_list(out / f"image_{split}_digit.txt", image_rows)
 
 
 def _paths(root: Path) -> dict:

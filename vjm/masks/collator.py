@@ -32,7 +32,8 @@ class MaskCollator:
 
     The batch holds "clip" [B*K, C, T, H, W] (a sample's K clips next to each other), "label"
     [B*K], "index" [B], "num_skipped" (their sum), and "masks": one (context, target) pair of
-    index tensors [B*K, ...] per generator, every clip masked independently.
+    index tensors [B*K, ...] per generator, every clip masked independently ("masks" is left out
+    when there are no generators: the collator then only stacks the batch).
 
     Call ``set_epoch`` before each epoch's DataLoader iterator is created: workers receive a copy
     of the collator when the iterator starts (so with ``persistent_workers=True`` the epoch must be
@@ -77,13 +78,15 @@ class MaskCollator:
             rng = torch.Generator().manual_seed(mask_seed(self.seed, self.epoch, indices, stream))
             masks.append(mask_generator.sample(len(samples) * clips_per_sample, rng))
         labels = torch.tensor([int(sample["label"]) for sample in samples], dtype=torch.long)
-        return {
+        batch = {
             "clip": clips.flatten(0, 1),
             "label": labels.repeat_interleave(clips_per_sample),
             "index": torch.tensor(indices, dtype=torch.long),
             "num_skipped": sum(int(sample["num_skipped"]) for sample in samples),
-            "masks": masks,
         }
+        if self.generators:  # an objective without masks gets a batch without the key
+            batch["masks"] = masks
+        return batch
 
     @staticmethod
     def _stack_clips(samples: Sequence[Mapping]) -> Tensor:

@@ -6,11 +6,12 @@ from .mamba import MambaMixer, expand_uni_state_dict
 from .patch_embed import PatchEmbed3D
 from .pos_embed import sincos_3d
 from .predictor import Predictor
-from .registry import build, list_models, register_model
+from .factory import build_encoder
+from .registry import build, list_models, model_arguments, register_model
 from .videomamba import VideoMamba
 from .vit import VisionTransformer
 
 __all__ = [
-    "build", "list_models", "register_model", "VideoMamba", "VisionTransformer", "MambaMixer",
+    "build", "build_encoder", "list_models", "model_arguments", "register_model", "VideoMamba", "VisionTransformer", "MambaMixer",
     "MambaBlock", "MambaMLPBlock", "Predictor", "PatchEmbed3D", "sincos_3d", "expand_uni_state_dict",
 ]

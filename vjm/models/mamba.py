@@ -25,10 +25,8 @@ import math
 import torch
 import torch.nn as nn
 
-from vjm.ops import resolve_backend, selective_scan
-from vjm.ops.causal_conv import causal_conv1d_silu_torch
+from vjm.ops import scan_direction
 from vjm.ops.channel_major import in_projection, out_projection
-from vjm.ops.direction_triton import project, scan_direction_triton
 
 SCAN_DIRECTIONS = {
     "uni": (("rows", False),),
@@ -66,17 +64,12 @@ class ScanDirection(nn.Module):
         self.D = no_weight_decay(nn.Parameter(torch.ones(d_inner)))
 
     def forward(self, x: torch.Tensor, z: torch.Tensor, backend: str) -> torch.Tensor:
-        """x, z: (B, d_inner, L) in this direction's ordering -> y: (B, d_inner, L), in x's layout."""
-        D, dt_bias = self.D.float(), self.dt_proj.bias.float()
-        conv_weight = self.conv1d.weight.squeeze(1)
-        if resolve_backend(backend, x) == "triton":  # one autograd node that recomputes u and delta
-            return scan_direction_triton(x, z, conv_weight, self.conv1d.bias, self.x_proj.weight,
-                                         self.dt_proj.weight, self.A_log, D, dt_bias, self.reverse, self.dt_rank)
-        A = -torch.exp(self.A_log.float())
-        u = causal_conv1d_silu_torch(x, conv_weight, self.conv1d.bias, self.reverse)
-        _, delta, B, C = project(u, self.x_proj.weight, self.dt_proj.weight, self.dt_rank)
-        return selective_scan(u, delta, A, B, C, D, z=z, delta_bias=dt_bias, delta_softplus=True,
-                              reverse=self.reverse, backend=backend)
+        """x, z: (B, d_inner, L) in this direction's ordering -> y: (B, d_inner, L); `backend` is
+        vjm.ops.scan_direction's (the Triton one is a single autograd node, in x's layout)."""
+        # The SSM parameters in fp32 whatever the module's dtype (no-ops for fp32 parameters).
+        A_log, D, dt_bias = self.A_log.float(), self.D.float(), self.dt_proj.bias.float()
+        return scan_direction(x, z, self.conv1d.weight.squeeze(1), self.conv1d.bias, self.x_proj.weight,
+                              self.dt_proj.weight, A_log, D, dt_bias, self.reverse, self.dt_rank, backend)
 
 
 class MambaMixer(nn.Module):

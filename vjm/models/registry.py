@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import difflib
+import inspect
+import typing
 from typing import Callable
 
 import torch.nn as nn
@@ -21,13 +23,36 @@ def list_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def build(name: str, **overrides) -> nn.Module:
-    """Build a registered model; keyword overrides replace the size's defaults."""
+def model_arguments(name: str) -> frozenset[str]:
+    """The keyword arguments model ``name`` accepts: its constructor's, then those of the class it
+    returns (following ``forwards_kwargs_to`` where a class passes ``**kwargs`` on)."""
+    fn = _lookup(name)
+    names: set[str] = set()
+    targets: list[object] = [fn, typing.get_type_hints(fn).get("return")]
+    while targets:
+        target = targets.pop()
+        if target is None:
+            continue
+        for parameter in inspect.signature(target).parameters.values():
+            if parameter.kind is inspect.Parameter.VAR_KEYWORD:
+                targets.append(getattr(target, "forwards_kwargs_to", None))
+            elif parameter.kind is not inspect.Parameter.VAR_POSITIONAL:
+                names.add(parameter.name)
+    return frozenset(names)
+
+
+def _lookup(name: str) -> Callable[..., nn.Module]:
     if name not in _REGISTRY:
         close = difflib.get_close_matches(name, _REGISTRY, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise ValueError(f"unknown model {name!r}{hint} Registered models: {', '.join(list_models())}")
+    return _REGISTRY[name]
+
+
+def build(name: str, **overrides) -> nn.Module:
+    """Build a registered model; keyword overrides replace the size's defaults."""
+    fn = _lookup(name)
     try:
-        return _REGISTRY[name](**overrides)
+        return fn(**overrides)
     except TypeError as exc:
         raise TypeError(f"building model {name!r} with {sorted(overrides)}: {exc}") from exc

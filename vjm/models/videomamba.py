@@ -67,6 +67,8 @@ class MambaStack(nn.Module):
 
 
 class VideoMamba(TokenEncoder):
+    forwards_kwargs_to = MambaStack  # **stack_kwargs: what the registry reports as this model's arguments
+
     def __init__(self, embed_dim: int = 192, depth: int = 24, patch_size: int = 16, tubelet_size: int = 2,
                  in_chans: int = 3, use_cls_token: bool = False, **stack_kwargs):
         super().__init__(embed_dim, patch_size, tubelet_size, in_chans, use_cls_token)
@@ -75,11 +77,6 @@ class VideoMamba(TokenEncoder):
     @property
     def scan(self) -> str:
         return self.stack.scan
-
-    def set_scan_backend(self, backend: str) -> None:
-        for module in self.modules():
-            if hasattr(module, "scan_backend"):
-                module.scan_backend = backend
 
     def encode(self, tokens, grid, keep):
         col_order = None

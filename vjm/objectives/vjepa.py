@@ -3,19 +3,71 @@
 For each mask kind, the context encoder sees only the context tokens, the predictor fills in
 the target positions, and the loss compares those predictions with the target encoder's
 features of the full clip (layer-normalised, no gradient). Losses are averaged over mask kinds.
+The context tokens are exposed to the config's regularisers as ``context``; the effective rank of
+the targets is logged as a collapse monitor (``target_rank``).
 """
 
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from vjm.config import AT_LEAST_1, NONNEG, PROB, Config, ObjectiveConfig, param
+from vjm.models import Predictor, build_encoder
 from vjm.models.encoder import gather_tokens
 
+from .base import Objective
+from .monitors import effective_rank
+from .registry import register_objective
+
 VAR_EPS = 1e-4
+
+
+def _block_mask(num_blocks: int, scale: float) -> dict[str, Any]:
+    return {"kind": "multiblock", "num_blocks": num_blocks, "spatial_scale": [scale, scale],
+            "temporal_scale": [1.0, 1.0], "aspect_ratio": [0.75, 1.5]}
+
+
+@dataclass
+class PredictorConfig:
+    """The network that predicts masked-token features from context tokens."""
+
+    kind: str = param("mamba", "predictor architecture", choices=("mamba", "attention"))
+    width: int = param(192, "predictor embedding width", range=AT_LEAST_1)
+    depth: int = param(6, "number of predictor blocks", range=AT_LEAST_1)
+    num_heads: int = param(6, "attention heads (attention predictor only)", range=AT_LEAST_1)
+
+
+@dataclass
+class VJEPAConfig(ObjectiveConfig):
+    """V-JEPA: the context encoder, its EMA target and the predictor."""
+
+    needs_masks = True
+    # V-JEPA's pair: 8 small blocks (short range) + 2 large blocks (long range), full temporal extent.
+    default_masks = (_block_mask(8, 0.15), _block_mask(2, 0.7))
+
+    name: str = param("vjepa", "pre-training objective; its own keys are documented in vjm/objectives/<name>.py")
+    loss: str = param("l1", "distance between predicted and target features", choices=("l1", "l2"))
+    var_weight: float = param(0.0, "weight (lambda) of the variance term on predicted features; 0 = off",
+                              range=NONNEG)
+    var_form: str = param("sqrt", "variance term: mean sqrt(var + eps), or mean relu(1 - std) (V-JEPA's code)",
+                          choices=("sqrt", "hinge"))
+    target_layernorm: bool = param(True, "layer-normalise target features before the loss")
+    ema_momentum: tuple[float, float] = param((0.998, 1.0), "target-encoder EMA momentum, start and end (linear)",
+                                              range=PROB, ascending=True)
+    predictor: PredictorConfig = field(default_factory=PredictorConfig)
+
+    def cross_check(self, cfg: Config) -> list[str]:
+        p = self.predictor
+        if p.kind == "attention" and p.width % p.num_heads:
+            return [f"'objective.predictor.width' = {p.width} is not divisible by "
+                    f"'objective.predictor.num_heads' = {p.num_heads}"]
+        return []
 
 
 def variance_term(pred: torch.Tensor, form: str) -> torch.Tensor:
@@ -33,28 +85,14 @@ def variance_term(pred: torch.Tensor, form: str) -> torch.Tensor:
     raise ValueError(f"variance form must be 'sqrt' or 'hinge', got {form!r}")
 
 
-def context_regularizers(context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """VICReg's variance and covariance terms on the context encoder's tokens, (B, K, D).
+@register_objective("vjepa", VJEPAConfig)
+class VJEPA(Objective):
+    encoders = ("target_encoder", "encoder")
+    eval_encoder = "target_encoder"
 
-    Every context token of the batch is one sample: variance = mean over features of
-    relu(1 - std), covariance = sum of the squared off-diagonal covariances / D. Together they
-    keep the context encoder from collapsing its tokens onto a few directions, which the EMA
-    target then inherits.
-    """
-    tokens = context.float().flatten(0, 1)
-    tokens = tokens - tokens.mean(dim=0)
-    variance = F.relu(1.0 - torch.sqrt(tokens.var(dim=0) + VAR_EPS)).mean()
-    cov = tokens.T @ tokens / max(tokens.shape[0] - 1, 1)
-    dim = cov.shape[0]
-    covariance = (cov.square().sum() - cov.diagonal().square().sum()) / dim
-    return variance, covariance
-
-
-class VJEPA(nn.Module):
     def __init__(self, encoder: nn.Module, predictor: nn.Module, loss: str = "l1", var_weight: float = 0.0,
                  var_form: str = "sqrt", target_layernorm: bool = True,
-                 ema_momentum: tuple[float, float] = (0.998, 1.0), context_var_weight: float = 0.0,
-                 context_cov_weight: float = 0.0):
+                 ema_momentum: tuple[float, float] = (0.998, 1.0)):
         super().__init__()
         if loss not in ("l1", "l2"):
             raise ValueError(f"VJEPA: loss must be 'l1' or 'l2', got {loss!r}")
@@ -62,12 +100,20 @@ class VJEPA(nn.Module):
         self.target_encoder = copy.deepcopy(encoder).requires_grad_(False)
         self.predictor = predictor
         self.loss, self.var_weight, self.var_form = loss, var_weight, var_form
-        self.context_var_weight, self.context_cov_weight = context_var_weight, context_cov_weight
         self.target_layernorm, self.ema_momentum = target_layernorm, ema_momentum
 
-    @property
-    def regularises_context(self) -> bool:
-        return self.context_var_weight > 0 or self.context_cov_weight > 0
+    @classmethod
+    def from_config(cls, cfg: Config) -> "VJEPA":
+        obj: VJEPAConfig = cfg.objective  # type: ignore[assignment]
+        encoder = build_encoder(cfg.model)
+        pred = obj.predictor
+        predictor = Predictor(
+            encoder.embed_dim, width=pred.width, depth=pred.depth, kind=pred.kind, num_heads=pred.num_heads,
+            num_mask_tokens=len(cfg.masks), scan_backend=cfg.model.scan_backend,
+            merge=cfg.model.bidirectional_merge,
+        )
+        return cls(encoder, predictor, loss=obj.loss, var_weight=obj.var_weight, var_form=obj.var_form,
+                   target_layernorm=obj.target_layernorm, ema_momentum=tuple(obj.ema_momentum))
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -85,23 +131,27 @@ class VJEPA(nn.Module):
         clip, masks = batch["clip"], batch["masks"]
         grid = self.encoder.patch_embed.grid(clip.shape)
         targets = self.targets(clip)
-        distances, variances, context_terms = [], [], []
+        distances, variances, regularizer_terms, regularizer_metrics = [], [], [], []
         for mask_index, (context_idx, target_idx) in enumerate(masks):
             context = self.encoder(clip, keep=context_idx)
             pred = self.predictor(context, context_idx, target_idx, grid, mask_index)
             diff = pred.float() - gather_tokens(targets, target_idx).float()
             distances.append(diff.abs().mean() if self.loss == "l1" else diff.square().mean())
             variances.append(variance_term(pred, self.var_form))
-            # Logged even when off: a falling context_var / rising context_cov is collapse under way.
-            with torch.set_grad_enabled(torch.is_grad_enabled() and self.regularises_context):
-                context_terms.append(torch.stack(context_regularizers(context)))
+            if self.regularizers:
+                term, values = self.regularizers(context=context)
+                regularizer_terms.append(term)
+                regularizer_metrics.append(values)
         distance = torch.stack(distances).mean()
         variance = torch.stack(variances).mean()
-        context_var, context_cov = torch.stack(context_terms).mean(dim=0)
-        loss = (distance + self.var_weight * variance
-                + self.context_var_weight * context_var + self.context_cov_weight * context_cov)
-        metrics = {"loss": loss.detach(), f"{self.loss}": distance.detach(), "var": variance.detach(),
-                   "context_var": context_var.detach(), "context_cov": context_cov.detach()}
+        loss = distance + self.var_weight * variance
+        metrics = {f"{self.loss}": distance.detach(), "var": variance.detach()}
+        if regularizer_terms:
+            loss = loss + torch.stack(regularizer_terms).mean()
+            for key in regularizer_metrics[0]:
+                metrics[key] = torch.stack([values[key] for values in regularizer_metrics]).mean()
+        # Collapse monitor: the targets' effective rank falls long before the loss says anything.
+        metrics = {"loss": loss.detach(), **metrics, "target_rank": effective_rank(targets)}
         for mask_index, value in enumerate(distances):
             metrics[f"{self.loss}_mask{mask_index}"] = value.detach()
         return loss, metrics

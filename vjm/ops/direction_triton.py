@@ -1,10 +1,6 @@
-"""One scan direction of the Mamba mixer as a single autograd node on the Triton kernels.
-
-    u = silu(causal conv1d(x))          (B, E, L)
-    dt, B, C = split(u @ x_proj^T)      (B L, dt_rank + 2N)
-    delta = dt_proj @ dt^T              (E, B L), its bias added inside the scan
-    y = selective_scan(u, delta, A, B, C, D, z, dt_bias, softplus, reverse)
-                                        A = -exp(A_log), taken inside the kernels
+"""One scan direction of the Mamba mixer (see direction.py) as a single autograd node on the
+Triton kernels: the same operator as `scan_direction_torch` (direction_torch.py), with
+A = -exp(A_log) taken inside the kernels.
 
 Like mamba_ssm's `mamba_inner_fn`, the node saves only its inputs, the small (B L, dt_rank + 2N)
 projection and the scan's chunk states; the backward recomputes u and delta (a convolution and
@@ -18,23 +14,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from . import causal_conv, scan_triton
+from . import conv_triton, scan_triton
 from .channel_major import channel_matrix, channel_view, compute_dtype, state_view, token_rows
-
-
-def project(u: torch.Tensor, x_proj_weight, dt_proj_weight, dt_rank: int):
-    """(x_dbl, delta, B, C) from the convolved activations u; B and C are views of x_dbl."""
-    batch = u.shape[0]
-    x_dbl = F.linear(token_rows(u), x_proj_weight)
-    _, delta = dt_and_delta(x_dbl, dt_proj_weight, dt_rank, batch)
-    B, C = x_dbl[:, dt_rank:].chunk(2, dim=1)
-    return x_dbl, delta, state_view(B, batch), state_view(C, batch)
-
-
-def dt_and_delta(x_dbl: torch.Tensor, dt_proj_weight, dt_rank: int, batch: int):
-    """(dt, delta): the projection's first dt_rank columns (a view) and dt_proj @ dt^T as (B, E, L)."""
-    dt = x_dbl[:, :dt_rank]
-    return dt, channel_view(dt_proj_weight @ dt.t(), batch)
+from .direction_torch import dt_and_delta
 
 
 def states_fp32(x_dbl: torch.Tensor, dt_rank: int, batch: int):
@@ -49,8 +31,8 @@ class ScanDirectionTriton(torch.autograd.Function):
     @torch.amp.custom_fwd(device_type="cuda")
     def forward(ctx, x, z, conv_weight, conv_bias, x_proj_weight, dt_proj_weight, A_log, D, dt_bias, reverse,
                 dt_rank):
-        x, conv_weight, conv_bias = causal_conv.prepare(x, conv_weight, conv_bias)
-        u = causal_conv.conv_forward(x, conv_weight, conv_bias, reverse)
+        x, conv_weight, conv_bias = conv_triton.prepare(x, conv_weight, conv_bias)
+        u = conv_triton.conv_forward(x, conv_weight, conv_bias, reverse)
         # The projection weights in the matmuls' dtype, cast once and kept for the backward, where
         # autocast would cast them again for each of its three matmuls.
         dtype = compute_dtype(u)
@@ -74,7 +56,7 @@ class ScanDirectionTriton(torch.autograd.Function):
         (x, z, conv_weight, conv_bias, x_proj_weight, dt_proj_weight,
          A_log, D, dt_bias, x_dbl, states) = ctx.saved_tensors
         batch = x.shape[0]
-        u = causal_conv.conv_forward(x, conv_weight, conv_bias, ctx.reverse)  # recomputed
+        u = conv_triton.conv_forward(x, conv_weight, conv_bias, ctx.reverse)  # recomputed
         dt, delta = dt_and_delta(x_dbl, dt_proj_weight, ctx.dt_rank, batch)  # delta recomputed
         B, C = states_fp32(x_dbl, ctx.dt_rank, batch)
         inputs = scan_triton.prepare(u, delta, A_log, B, C, D, z, dt_bias)
@@ -89,7 +71,7 @@ class ScanDirectionTriton(torch.autograd.Function):
         # du += d_x_dbl @ x_proj, written as (E, B L) so that it lands in du's layout.
         du = torch.addmm(channel_matrix(du), x_proj_weight.t(), d_x_dbl.t())
         d_x_proj = d_x_dbl.t() @ token_rows(u)
-        dx, d_conv_weight, d_conv_bias = causal_conv.conv_backward(
+        dx, d_conv_weight, d_conv_bias = conv_triton.conv_backward(
             x, conv_weight, conv_bias, ctx.reverse, channel_view(du, batch))
         return dx, dz, d_conv_weight, d_conv_bias, d_x_proj, d_dt_proj, dA_log, dD, dbias, None, None
 

@@ -1,4 +1,5 @@
-"""Pure-PyTorch selective scan: the reference that defines the operator.
+"""Pure-PyTorch selective scan: the reference that defines the operator (semantics in scan.py),
+and the check of its input shapes that every backend shares.
 
 The recurrence h_t = exp(dt_t A) h_{t-1} + dt_t B_t u_t runs step by step on a (batch, E, N)
 state, with the output contraction y_t = C_t h_t in the same step. Under autograd a sequence
@@ -83,3 +84,32 @@ def selective_scan_torch(
     if reverse:
         y = y.flip(-1)
     return y.to(out_dtype)
+
+
+def check_scan_shapes(u, delta, A, B, C, D, z, delta_bias) -> None:
+    """A ValueError that names the tensor whose shape or device does not fit u and A."""
+    if u.dim() != 3:
+        raise ValueError(f"selective_scan: u must be (batch, E, L), got shape {tuple(u.shape)}")
+    batch, dim, length = u.shape
+    expected = {
+        "delta": (delta, (batch, dim, length)),
+        "A": (A, (dim, None)),
+        "B": (B, (batch, None, length)),
+        "C": (C, (batch, None, length)),
+        "D": (D, (dim,)),
+        "z": (z, (batch, dim, length)),
+        "delta_bias": (delta_bias, (dim,)),
+    }
+    state = A.shape[-1] if A.dim() == 2 else None
+    for name, (tensor, shape) in expected.items():
+        if tensor is None:
+            continue
+        shape = tuple(state if s is None else s for s in shape)
+        if tuple(tensor.shape) != shape:
+            raise ValueError(
+                f"selective_scan: {name} must have shape {shape} (from u {tuple(u.shape)} and "
+                f"A {tuple(A.shape)}), got {tuple(tensor.shape)}"
+            )
+        if tensor.device != u.device:
+            raise ValueError(f"selective_scan: {name} is on {tensor.device} but u is on {u.device}")
+

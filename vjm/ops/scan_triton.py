@@ -1,6 +1,6 @@
 """The selective scan as Triton kernels (forward and backward), behind vjm's signature.
 
-Same operator as `selective_scan_torch` (see selective_scan.py): fp32 state whatever the input
+Same operator as `selective_scan_torch` (see scan.py): fp32 state whatever the input
 dtype, output in u's dtype, `reverse` scans from the end without flipped copies.
 
 Layouts: the kernels read u, delta and z with any batch and channel strides as long as time is
@@ -10,7 +10,7 @@ and the gradients come back in u's layout. B and C, 1/24 of the size at VideoMam
 copied to fp32 (batch, L, N) unless they are in it already.
 
 Under autograd the forward keeps only the state at every CHUNK-th step, (batch, L / CHUNK, E, N)
-floats, and the backward recomputes the states in between (triton_scan_kernels.py says how).
+floats, and the backward recomputes the states in between (scan_triton_kernels.py says how).
 
 Parallelism: one program scans one batch element and a block of channels. When that gives too few
 programs to fill the GPU (small batch, long sequences), time is cut into segments of whole chunks
@@ -24,11 +24,12 @@ is how the CPU tests exercise the kernels.
 
 from __future__ import annotations
 
-import os
-
 import torch
 
+from .backends import interpreting
+from .grid import cdiv, next_pow2, segments
 from .layout import in_layout_of, time_contiguous
+from .scan_torch import check_scan_shapes
 
 FWD_TILE = 16  # steps per register tile in the forward kernel
 BWD_TILE = 4  # steps whose states the backward kernel holds in registers at once (128 registers, no spills)
@@ -43,35 +44,10 @@ TARGET_PROGRAMS = 2048  # forward: cut time into segments until there are about 
 # segments saved 30% over three).
 BWD_ENOUGH_PROGRAMS = 1024
 BWD_TARGET_PROGRAMS = 4096
-SCAN_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
-
-
-def import_error() -> str | None:
-    """Why the Triton kernels cannot be used, or None when they can."""
-    try:
-        from . import triton_scan_kernels  # noqa: F401
-    except Exception as exc:  # ImportError, or a Triton too old for the kernels
-        return f"triton does not import ({type(exc).__name__}: {exc})"
-    return None
-
-
-def interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
-
-
-def usable_for(u: torch.Tensor) -> str | None:
-    """Why this backend cannot scan `u`, or None when it can."""
-    if not u.is_cuda:
-        return "the Triton kernels run on CUDA tensors only"
-    if u.dtype not in SCAN_DTYPES:
-        return f"the Triton kernels take float32, bfloat16 or float16 inputs, not {u.dtype}"
-    return import_error()
 
 
 def _check_inputs(tensors: dict[str, torch.Tensor | None]) -> None:
-    from .selective_scan import _check_shapes  # here: selective_scan imports this module
-
-    _check_shapes(**tensors)
+    check_scan_shapes(**tensors)
     u = tensors["u"]
     if u.numel() == 0:
         raise ValueError(f"selective_scan_triton: u is empty (shape {tuple(u.shape)})")
@@ -90,17 +66,10 @@ def _check_inputs(tensors: dict[str, torch.Tensor | None]) -> None:
             )
 
 
-def _segments(length: int, programs: int, chunk: int, target: int) -> tuple[int, int]:
-    """(segment length, number of segments): whole chunks, about `target` programs in all."""
-    wanted = max(1, min(_cdiv(target, programs), _cdiv(length, chunk)))
-    seg_len = _cdiv(_cdiv(length, wanted), chunk) * chunk
-    return seg_len, _cdiv(length, seg_len)
-
-
-def _split_layout(state: int) -> dict[str, int]:
+def split_layout(state: int) -> dict[str, int]:
     """The backward's one warp: NL lanes over the state (NI entries each), EL over channels (K each)."""
-    lanes_n = min(BWD_STATE_LANES, _pow2(state))
-    return dict(NI=_pow2(state) // lanes_n, K=BWD_CHANNELS_PER_THREAD, NL=lanes_n, EL=32 // lanes_n)
+    lanes_n = min(BWD_STATE_LANES, next_pow2(state))
+    return dict(NI=next_pow2(state) // lanes_n, K=BWD_CHANNELS_PER_THREAD, NL=lanes_n, EL=32 // lanes_n)
 
 
 def prepare(u, delta, A, B, C, D, z, delta_bias):
@@ -113,13 +82,13 @@ def prepare(u, delta, A, B, C, D, z, delta_bias):
 def scan_forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse, save_states, a_log=False):
     """(out, states): the scan of prepared inputs, and with save_states the state every CHUNK steps
     that scan_backward needs (None without). With a_log, `A` holds log(-A) (the mixer's A_log)."""
-    from .triton_scan_kernels import scan_fwd_kernel
+    from .scan_triton_kernels import scan_fwd_kernel  # triton is optional: imported when used
 
     batch, dim, length = u.shape
     state = A.shape[1]
-    n_chunks = _cdiv(length, CHUNK)
-    n_eblocks = _cdiv(dim, BLOCK_E)
-    seg_len, n_segs = _segments(length, batch * n_eblocks, CHUNK, TARGET_PROGRAMS)
+    n_chunks = cdiv(length, CHUNK)
+    n_eblocks = cdiv(dim, BLOCK_E)
+    seg_len, n_segs = segments(length, batch * n_eblocks, CHUNK, TARGET_PROGRAMS)
     f32 = dict(device=u.device, dtype=torch.float32)
     out = torch.empty_like(u)
     states = torch.empty(batch, n_chunks, dim, state, **f32) if save_states else None
@@ -127,7 +96,7 @@ def scan_forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse, s
     dtsum = torch.empty(batch, n_segs, dim, **f32) if n_segs > 1 else out
     args = (u, delta, A, B, C, _or(D, u), _or(z, u), _or(delta_bias, u), out, _or(states, out), hloc, dtsum,
             dim, length, n_chunks, seg_len, n_segs, 1, u.stride(0), u.stride(1), *B.stride(), *C.stride())
-    meta = dict(N=state, NP=_pow2(state), BLOCK_E=BLOCK_E, T=FWD_TILE, CHUNK=CHUNK,
+    meta = dict(N=state, NP=next_pow2(state), BLOCK_E=BLOCK_E, T=FWD_TILE, CHUNK=CHUNK,
                 HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
                 SOFTPLUS=bool(delta_softplus), REVERSE=bool(reverse), VEC=_alignment(u), A_LOG=bool(a_log),
                 num_warps=max(BLOCK_E // 32, 1))
@@ -142,17 +111,17 @@ def scan_backward(u, delta, A, B, C, D, z, delta_bias, states, chunk, dout, delt
     """Gradients (du, ddelta, dA, dB, dC, dD, dz, ddelta_bias) of prepared inputs, given the
     states that scan_forward saved every `chunk` steps (its CHUNK); du, ddelta, dz in u's layout.
     With a_log, `A` holds log(-A) and its gradient is that of log(-A)."""
-    from .triton_scan_kernels import scan_adjoint_local_kernel, scan_bwd_kernel
+    from .scan_triton_kernels import scan_adjoint_local_kernel, scan_bwd_kernel
 
     dout = in_layout_of(dout, u)
     batch, dim, length = u.shape
     state = A.shape[1]
-    lanes = _split_layout(state)
+    lanes = split_layout(state)
     block_e = lanes["K"] * lanes["EL"]
-    n_eblocks = _cdiv(dim, block_e)
+    n_eblocks = cdiv(dim, block_e)
     programs = batch * n_eblocks
     target = BWD_TARGET_PROGRAMS if programs < BWD_ENOUGH_PROGRAMS else 1  # 1: one segment
-    seg_len, n_segs = _segments(length, programs, chunk, target)
+    seg_len, n_segs = segments(length, programs, chunk, target)
     f32 = dict(device=u.device, dtype=torch.float32)
     du, ddelta = torch.empty_like(u), torch.empty_like(u, dtype=delta.dtype)
     dz = torch.empty_like(u, dtype=z.dtype) if z is not None else None  # z may be a strided view
@@ -163,17 +132,17 @@ def scan_backward(u, delta, A, B, C, D, z, delta_bias, states, chunk, dout, delt
     dbias = torch.empty(batch, n_segs, dim, **f32) if delta_bias is not None else None
     # Per program, the states of one chunk every BWD_TILE steps: a cost fixed by the number of
     # programs (about BWD_TARGET_PROGRAMS when time is cut), not by L.
-    scratch = torch.empty(batch * n_segs * n_eblocks * (chunk // BWD_TILE) * _pow2(state) * block_e, **f32)
+    scratch = torch.empty(batch * n_segs * n_eblocks * (chunk // BWD_TILE) * next_pow2(state) * block_e, **f32)
     gloc = torch.empty(batch, n_segs, dim, state, **f32) if n_segs > 1 else dA
     dtsum = torch.empty(batch, n_segs, dim, **f32) if n_segs > 1 else dA
     flags = dict(HAS_Z=z is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
                  REVERSE=bool(reverse), VEC=_alignment(u), A_LOG=bool(a_log))
     layout = (u.stride(0), u.stride(1))
     if n_segs > 1:  # the first segment sends nothing back
-        scan_adjoint_local_kernel[(_cdiv(dim, BLOCK_E), batch, n_segs - 1)](
+        scan_adjoint_local_kernel[(cdiv(dim, BLOCK_E), batch, n_segs - 1)](
             delta, A, C, _or(z, u), _or(delta_bias, u), dout, gloc, dtsum,
             dim, length, seg_len, n_segs, 1, *layout, *C.stride(),
-            N=state, NP=_pow2(state), BLOCK_E=BLOCK_E, T=FWD_TILE, **flags,
+            N=state, NP=next_pow2(state), BLOCK_E=BLOCK_E, T=FWD_TILE, **flags,
             num_warps=max(BLOCK_E // 32, 1),
         )
     scan_bwd_kernel[(n_eblocks, batch, n_segs)](
@@ -231,14 +200,6 @@ def selective_scan_triton(
     )
     return SelectiveScanTriton.apply(u, delta, A, B, C, D, z, delta_bias,
                                      delta_softplus, reverse, save_states)
-
-
-def _cdiv(a: int, b: int) -> int:
-    return -(-a // b)
-
-
-def _pow2(n: int) -> int:
-    return 1 << max(n - 1, 0).bit_length()
 
 
 def _contiguous(t: torch.Tensor | None) -> torch.Tensor | None:

@@ -16,7 +16,7 @@ there the same functions fall back to the tl.* forms, which compute the same val
 import triton
 import triton.language as tl
 
-from .scan_triton import interpreting
+from .backends import interpreting
 
 FAST_MATH = tl.constexpr(not interpreting())
 LOG2E = tl.constexpr(1.4426950408889634)

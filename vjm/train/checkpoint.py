@@ -2,15 +2,17 @@
 
 A checkpoint is a dict of tensors and plain Python values:
 
-    {"format": FORMAT, "config": resolved config dict, "step": int, "epoch": int,
-     "models": {"encoder": state_dict, "target_encoder": state_dict, "predictor": state_dict},
+    {"format": FORMAT, "config": resolved config dict, "objective": its name, "step": int,
+     "epoch": int, "models": {child name: state_dict, ...} (the objective's checkpoint_modules),
      "optimizer": ..., "ranks": [per-rank RNG state and counters], "data": ..., "masks": ...}
 
 `torch.load(weights_only=True)` reads it, so a checkpoint from an untrusted source cannot run code.
+Checkpoints of the first format (before objectives were plugins) are upgraded as they are read.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from pathlib import Path
@@ -18,13 +20,10 @@ from typing import Any
 
 import torch
 
-from vjm.config import Config, config_from_dict
-from vjm.models import build
-
 logger = logging.getLogger(__name__)
 
-FORMAT = "vjm-checkpoint-v1"
-ENCODER_KEYS = ("target_encoder", "encoder")
+FORMAT = "vjm-checkpoint-v2"
+FORMAT_V1 = "vjm-checkpoint-v1"
 
 
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
@@ -45,38 +44,33 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
         raise ValueError(f"checkpoint {path} could not be read safely ({type(exc).__name__}: {exc})") from exc
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        found = state.get("format") if isinstance(state, dict) else type(state).__name__
+    found = state.get("format") if isinstance(state, dict) else type(state).__name__
+    if found == FORMAT_V1:
+        return upgrade_v1(state)
+    if found != FORMAT:
         raise ValueError(f"{path} is not a vjm checkpoint (format {found!r}, expected {FORMAT!r})")
     return state
 
 
-def build_encoder(cfg: Config) -> torch.nn.Module:
-    """The encoder a config describes (context and target encoders share it)."""
-    model = cfg.model
-    overrides = dict(patch_size=model.patch_size, tubelet_size=model.tubelet_size, drop_path=model.drop_path,
-                     checkpoint_blocks=model.checkpoint_blocks)
-    overrides.update({key: getattr(model, key) for key in ("embed_dim", "depth") if getattr(model, key) is not None})
-    if not model.name.startswith("vit"):
-        overrides.update(scan_backend=model.scan_backend, merge=model.bidirectional_merge)
-    return build(model.name, **overrides)
+def upgrade_v1_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A first-format config dict in today's layout: V-JEPA's predictor and EMA moved into its
+    objective section, its context VICReg terms into ``regularizers``."""
+    config = copy.deepcopy(config)
+    objective = config.setdefault("objective", {"name": "vjepa"})
+    if "predictor" in config:
+        objective["predictor"] = config.pop("predictor")
+    if "ema_momentum" in config.get("optim", {}):
+        objective["ema_momentum"] = config["optim"].pop("ema_momentum")
+    var_weight = objective.pop("context_var_weight", 0.0)
+    cov_weight = objective.pop("context_cov_weight", 0.0)
+    if var_weight or cov_weight:
+        config.setdefault("regularizers", []).append(
+            {"kind": "vicreg", "apply_to": "context", "var_weight": var_weight, "cov_weight": cov_weight})
+    return config
 
 
-def load_encoder(path: str | os.PathLike, which: str = "target_encoder",
-                 map_location: str | torch.device = "cpu") -> tuple[torch.nn.Module, Config]:
-    """Rebuild the encoder of a checkpoint from its saved config and load its weights."""
-    if which not in ENCODER_KEYS:
-        raise ValueError(f"which must be one of {ENCODER_KEYS}, got {which!r}")
-    state = load_checkpoint(path, map_location)
-    cfg = config_from_dict(state["config"], where=f"{path} (saved config)")
-    models = state.get("models", {})
-    if which not in models:
-        raise KeyError(f"checkpoint {path} holds no {which!r}; it has {sorted(models)}")
-    encoder = build_encoder(cfg)
-    missing, unexpected = encoder.load_state_dict(models[which], strict=False)
-    if missing or unexpected:
-        raise ValueError(
-            f"checkpoint {path}: {which} does not match model {cfg.model.name!r} "
-            f"(missing {missing[:5]}, unexpected {unexpected[:5]})"
-        )
-    return encoder, cfg
+def upgrade_v1(state: dict[str, Any]) -> dict[str, Any]:
+    """A first-format checkpoint (all V-JEPA) in today's format; the weights are unchanged."""
+    state = {**state, "format": FORMAT, "config": upgrade_v1_config(state["config"])}
+    state.setdefault("objective", state["config"]["objective"].get("name", "vjepa"))
+    return state

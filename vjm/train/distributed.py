@@ -22,13 +22,11 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "DistInfo",
     "all_reduce_mean",
-    "barrier",
     "cleanup",
     "find_free_port",
     "get_rank",
     "get_world_size",
     "init_distributed",
-    "is_main_process",
     "resolve_device",
 ]
 
@@ -160,17 +158,6 @@ def get_rank() -> int:
 
 def get_world_size() -> int:
     return dist.get_world_size() if _active() else 1
-
-
-def is_main_process() -> bool:
-    """True on rank 0, and in a process that is not part of a group."""
-    return get_rank() == 0
-
-
-def barrier() -> None:
-    """Wait for every process (no-op for one)."""
-    if _active():
-        dist.barrier()
 
 
 def all_reduce_mean(x: float | torch.Tensor) -> float | torch.Tensor:

@@ -1,9 +1,10 @@
 """The pre-training loop. It runs any objective: `objective(batch) -> (loss, metrics)`.
 
-    train(cfg, dist) builds data, masks and the objective from the config, resumes from
-    <run_dir>/latest.pt when it exists, and trains with AdamW, warmup + cosine schedules, bf16
-    autocast on CUDA, gradient accumulation and clipping, DDP when there are several processes.
-    Non-finite losses skip the step; too many in a row stop the run.
+    train(cfg, dist) builds data, masks (when the objective needs them) and the objective from the
+    config, resumes from <run_dir>/latest.pt when it exists, and trains with AdamW, warmup + cosine
+    schedules, bf16 autocast on CUDA, gradient accumulation and clipping, DDP when there are several
+    processes. Non-finite losses skip the step; too many in a row stop the run. The engine knows no
+    objective by name: what differs between them is declared by the objective (vjm.objectives.base).
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ def build_training_data(cfg: Config, dist: DistInfo):
         hflip=data.hflip, randaugment=data.randaugment, random_erasing=data.random_erasing,
     )
     grid = token_grid(data.frames_per_clip, data.crop_size, cfg.model.patch_size, cfg.model.tubelet_size)
+    # Without generators (an objective that needs no masks) the collator only stacks the batch.
     collator = MaskCollator(build_mask_generators(cfg.masks, grid), seed=cfg.run.seed)
     loader = build_loader(dataset, data.batch_size, data.num_workers, dist.rank, dist.world_size,
                           cfg.run.seed, collate_fn=collator, pin_memory=data.pin_memory and dist.device.type == "cuda")
@@ -74,11 +76,15 @@ def autocast_dtype(cfg: Config, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if choice == "bf16" else None
 
 
-def to_device(batch: dict, device: torch.device) -> dict:
-    moved = dict(batch)
-    moved["clip"] = batch["clip"].to(device, non_blocking=True)
-    moved["masks"] = [(c.to(device, non_blocking=True), t.to(device, non_blocking=True)) for c, t in batch["masks"]]
-    return moved
+def to_device(batch: Any, device: torch.device) -> Any:
+    """Every tensor of a nested dict / list / tuple moved to ``device``; other values kept."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {key: to_device(value, device) for key, value in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(value, device) for value in batch)
+    return batch
 
 
 # ----------------------------------------------------------------------------- state
@@ -161,6 +167,8 @@ class Trainer:
         self.saved_step: int | None = None  # step of the last checkpoint written or resumed from
         self.nonfinite_in_row = 0
         self.skipped_files = 0
+        # Metrics that are values of a schedule (lr, EMA momentum): the same on every rank, not averaged.
+        self.schedule_keys: set[str] = set()
 
     # -- checkpoints
 
@@ -169,7 +177,8 @@ class Trainer:
             "config": self.cfg.to_dict(),
             "step": self.step,
             "epoch": self.step // self.steps_per_epoch,
-            "models": {name: module.state_dict() for name, module in self.objective.named_children()},
+            "objective": self.cfg.objective.name,
+            "models": {name: module.state_dict() for name, module in self.objective.checkpoint_modules().items()},
             "optimizer": self.optimizer.state_dict(),
             "ranks": gather_from_ranks(self.dist, {"rng": rng_state(), "skipped_files": self.skipped_files}),
             "masks": self.collator.state_dict(),
@@ -201,7 +210,10 @@ class Trainer:
                 f"{data['accum_steps']}; this run has {self.steps_per_epoch} and {self.accum}. Resume with the "
                 "same data and batch settings, or start a new run folder"
             )
-        for name, module in self.objective.named_children():
+        for name, module in self.objective.checkpoint_modules().items():
+            if name not in state["models"]:
+                raise ValueError(f"{self.latest} holds no {name!r} (it has {sorted(state['models'])}); it was not "
+                                 f"written by objective {self.cfg.objective.name!r}. Start a new run folder")
             module.load_state_dict(state["models"][name])
         self.optimizer.load_state_dict(state["optimizer"])
         self.collator.load_state_dict(state["masks"])
@@ -256,9 +268,9 @@ class Trainer:
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
-        hook = getattr(self.objective, "after_optimizer_step", None)
-        extra = hook(self.step / self.total_steps) if hook else {}
-        return {**sums, "grad_norm": float(grad_norm), "lr": lr, "wd": wd, **extra}
+        schedule = {"lr": lr, "wd": wd, **self.objective.after_optimizer_step(self.step / self.total_steps)}
+        self.schedule_keys.update(schedule)
+        return {**sums, "grad_norm": float(grad_norm), **schedule}
 
     def _count_nonfinite(self, loss: torch.Tensor) -> None:
         self.nonfinite_in_row += 1
@@ -313,7 +325,7 @@ class Trainer:
 
     def _log(self, run_log: RunLog, window: dict[str, list[float]], epoch: int, clips_per_step: int):
         means = {key: float(np.mean(values)) for key, values in window.items()}
-        means = {key: all_reduce_mean(value) if key not in ("lr", "wd", "ema") else value
+        means = {key: all_reduce_mean(value) if key not in self.schedule_keys else value
                  for key, value in means.items()}
         skipped = self.skipped_files
         if self.dist.distributed:
@@ -323,7 +335,8 @@ class Trainer:
         means["skipped_files"] = skipped
         run_log.write(self.step, epoch, means)
         if self.dist.is_main:
-            logger.info(run_log.progress_line(self.step, epoch, self.cfg.train.epochs, means, clips_per_step))
+            logger.info(run_log.progress_line(self.step, epoch, self.cfg.train.epochs, means, clips_per_step,
+                                              hidden=self.schedule_keys))
         return means
 
 

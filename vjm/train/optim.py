@@ -20,15 +20,22 @@ def decays(name: str, param: nn.Parameter) -> bool:
     return not any(part in name for part in NO_DECAY_NAMES)
 
 
-def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:
+def decay_groups(model: nn.Module, **options) -> list[dict]:
+    """The trainable parameters of ``model`` as two AdamW groups: those that ``decays`` (marked
+    ``"decay": True``) and the rest (``weight_decay`` 0). ``options`` (lr, weight_decay...) go to both."""
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    groups = [
-        {"params": [p for n, p in named if decays(n, p)], "decay": True},
-        {"params": [p for n, p in named if not decays(n, p)], "decay": False, "weight_decay": 0.0},
+    return [
+        {"params": [p for n, p in named if decays(n, p)], "decay": True, **options},
+        {"params": [p for n, p in named if not decays(n, p)], "decay": False, **options, "weight_decay": 0.0},
     ]
+
+
+def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:
+    groups = decay_groups(model)
+    params = [p for group in groups for p in group["params"]]
     # On the GPU, one fused kernel per step instead of several multi-tensor launches per parameter
     # group: the V-JEPA step of a Tiny model is bound by the host's launches (docs/PERFORMANCE.md).
-    fused = bool(named) and all(p.is_cuda for _, p in named)
+    fused = bool(params) and all(p.is_cuda for p in params)
     return torch.optim.AdamW(groups, lr=cfg.start_lr, betas=tuple(cfg.betas), eps=cfg.eps,
                              weight_decay=cfg.weight_decay, fused=fused or None)
 
@@ -36,6 +43,15 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:
 def cosine(start: float, end: float, progress: float) -> float:
     progress = min(max(progress, 0.0), 1.0)
     return end + (start - end) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def warmup_cosine(step: int, total_steps: int, warmup_steps: int, start: float, peak: float, end: float) -> float:
+    """Linear warmup from ``start`` (at step 0) to ``peak`` (at ``warmup_steps``), then cosine down
+    to ``end`` at ``total_steps``: pre-training's learning rate, and the probe's (as a factor)."""
+    if step < warmup_steps:
+        return start + (peak - start) * step / warmup_steps
+    decay_steps = max(total_steps - warmup_steps, 1)
+    return cosine(peak, end, (step - warmup_steps) / decay_steps)
 
 
 class Schedules:
@@ -46,10 +62,7 @@ class Schedules:
 
     def lr(self, step: int) -> float:
         cfg = self.cfg
-        if step < cfg.warmup_steps:
-            return cfg.start_lr + (cfg.lr - cfg.start_lr) * step / cfg.warmup_steps
-        decay_steps = max(self.total_steps - cfg.warmup_steps, 1)
-        return cosine(cfg.lr, cfg.final_lr, (step - cfg.warmup_steps) / decay_steps)
+        return warmup_cosine(step, self.total_steps, cfg.warmup_steps, cfg.start_lr, cfg.lr, cfg.final_lr)
 
     def weight_decay(self, step: int) -> float:
         return cosine(self.cfg.weight_decay, self.cfg.final_weight_decay, step / self.total_steps)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import logging
 import time
+from collections.abc import Collection
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -75,12 +76,13 @@ class RunLog:
             writer.writerows([*rows, row])
 
     def progress_line(self, step: int, epoch: int, epochs: int, metrics: dict[str, float],
-                      clips_per_step: int) -> str:
+                      clips_per_step: int, hidden: Collection[str] = ()) -> str:
+        """One line: epoch, step, the metrics (but ``hidden`` ones, e.g. schedules), lr, rate, ETA."""
         elapsed = time.time() - self._start_time
         done = step - self._start_step
         rate = done / elapsed if elapsed > 0 else 0.0
         eta = (self.total_steps - step) / rate if rate > 0 else float("inf")
-        shown = " ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k not in ("lr", "wd", "ema"))
+        shown = " ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k not in hidden and k != "lr")
         return (f"epoch {epoch + 1}/{epochs} step {step}/{self.total_steps} {shown} "
                 f"lr {metrics.get('lr', 0):.3g} | {rate:.2f} it/s {rate * clips_per_step:.1f} clips/s "
                 f"ETA {format_duration(eta) if rate > 0 else '?'}")

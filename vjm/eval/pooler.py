@@ -1,4 +1,4 @@
-"""The attentive probe: learned queries cross-attend over frozen tokens, then a linear head.
+"""The attentive pooler and classifier: learned queries cross-attend over tokens, then a linear head.
 
     AttentiveClassifier(embed_dim=192, num_classes=8)(tokens)             # B x N x D -> B x 8
     AttentiveClassifier(..., depth=4)                                     # V-JEPA 2's deeper probe
@@ -8,12 +8,12 @@
 cross-attention block whose queries are learned tokens (V-JEPA). Variable token counts are padded
 and masked out of every attention, so padding never changes a result. `ProbeHeads` holds several
 classifiers trained side by side on the same features (a learning-rate / weight-decay sweep).
+None of them holds an encoder: the frozen-encoder probe (vjm.eval.probe) feeds them tokens.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
@@ -21,8 +21,8 @@ import torch.nn.functional as F
 
 FEATURE_NORMS = ("none", "batchnorm")
 
-__all__ = ["AttentiveClassifier", "AttentivePooler", "CrossAttentionBlock", "ProbeHeads", "SelfAttentionBlock",
-           "average_predictions", "pad_tokens"]
+__all__ = ["FEATURE_NORMS", "AttentiveClassifier", "AttentivePooler", "CrossAttentionBlock", "ProbeHeads",
+           "SelfAttentionBlock", "TokenStandardizer", "average_predictions"]
 
 
 def _attention_mask(key_padding_mask: torch.Tensor | None) -> torch.Tensor | None:
@@ -193,16 +193,6 @@ class ProbeHeads(nn.ModuleList):
 
     def forward(self, tokens: torch.Tensor, key_padding_mask: torch.Tensor | None = None) -> list[torch.Tensor]:
         return [head(tokens, key_padding_mask) for head in self]
-
-
-def pad_tokens(token_sets: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token sets of different lengths (each N_i x D) -> (B x N_max x D zero-padded, B x N_max padding mask)."""
-    if not token_sets:
-        raise ValueError("pad_tokens needs at least one token set")
-    lengths = torch.tensor([t.shape[0] for t in token_sets])
-    tokens = nn.utils.rnn.pad_sequence(list(token_sets), batch_first=True)
-    mask = torch.arange(tokens.shape[1])[None, :] >= lengths[:, None]
-    return tokens, mask.to(tokens.device)
 
 
 def average_predictions(logits: torch.Tensor) -> torch.Tensor:

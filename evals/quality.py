@@ -1,15 +1,16 @@
 """Quality of the main job: pre-train on the toy videos, probe both toy tasks, compare with random init.
 
-    python -m bench.quality --budget small                   # CPU: a short run, minutes
-    python -m bench.quality --budget large --device cuda     # GPU: the run docs/QUALITY.md reports
-    python -m bench.quality --steps 300 --probe-epochs 10    # an explicit budget
-    python -m bench.quality --checkpoint runs/vjepa_tiny/latest.pt   # probe a finished run, no pre-training
+    python -m evals.quality --budget small                   # CPU: a short run, minutes
+    python -m evals.quality --budget large --device cuda     # GPU: the run docs/QUALITY.md reports
+    python -m evals.quality --steps 300 --probe-epochs 10    # an explicit budget
+    python -m evals.quality --checkpoint runs/vjepa_tiny/latest.pt   # probe a finished run, no pre-training
 
 1. Pre-trains configs/vjepa_tiny.yaml (V-JEPA, VideoMamba-Tiny) for the budget's optimiser steps
    (overrides: run folder, epochs and steps per epoch, warmup = 10% of the steps, toy set size).
 2. Probes the digit and direction tasks (configs/eval/toy_*.yaml) with the attentive probe on the
-   frozen target encoder (and, with --encoders, the context encoder) and on the same encoder
-   randomly initialised: the control. Features are computed once per encoder, shared by the tasks.
+   frozen encoder the objective evaluates by default (with --encoders, any of its encoders) and on
+   the same encoder randomly initialised: the control. Features are computed once per encoder,
+   shared by the tasks.
 3. Prints a table, method x task, top-1 and top-5 accuracy in percent, and writes it as Markdown
    and JSON under the output folder.
 
@@ -36,15 +37,16 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a script
     sys.path.insert(0, str(REPO))
 
-from evals.attentive_probe import load_frozen_encoder, run_probe  # noqa: E402
-from evals.config import load_eval_config  # noqa: E402
-from launch import setup_logging  # noqa: E402
 from launch.local import launch_local  # noqa: E402
 from vjm.config import Config, config_from_dict, load_config  # noqa: E402
+from vjm.console import setup_logging  # noqa: E402
+from vjm.eval.config import load_eval_config  # noqa: E402
+from vjm.eval.frozen import encoder_choices, load_frozen_encoder  # noqa: E402
+from vjm.eval.probe import run_probe  # noqa: E402
 from vjm.train.checkpoint import load_checkpoint  # noqa: E402
 from vjm.train.distributed import resolve_device  # noqa: E402
 
-logger = logging.getLogger("bench.quality")
+logger = logging.getLogger("evals.quality")
 
 MAIN_CONFIG = REPO / "configs" / "vjepa_tiny.yaml"
 TASKS = ("digit", "direction")
@@ -67,11 +69,22 @@ BUDGETS = {
     "large": Budget(steps=512, probe_epochs=None, toy_num_train=None, toy_num_val=None),
 }
 
-ENCODERS = {  # row label, load_frozen_encoder arguments
-    "target": ("V-JEPA, target (EMA) encoder", dict(which="target_encoder")),
-    "context": ("V-JEPA, context encoder", dict(which="encoder")),
-    "random": ("random init (control)", dict(which="target_encoder", random_init=True)),
-}
+# --encoders name for the control: the pre-trained architecture with random weights.
+RANDOM = "random"
+
+
+def encoder_rows(objective: str, asked: list[str] | None) -> dict[str, str]:
+    """{--encoders name: table row label}; by default the objective's evaluated encoder, then the control.
+
+    Raises ValueError naming the valid choices for a name that is neither one of the objective's
+    encoders nor ``random``."""
+    encoders, default = encoder_choices(objective)
+    asked = asked or [default, RANDOM]
+    unknown = [name for name in asked if name not in (*encoders, RANDOM)]
+    if unknown:
+        raise ValueError(f"--encoders {' '.join(unknown)}: objective {objective!r} has the encoders "
+                         f"{', '.join(encoders)}; choose from those and {RANDOM!r} (the random-init control)")
+    return {name: "random init (control)" if name == RANDOM else f"{objective}, {name}" for name in asked}
 
 
 def pretrain_config(budget: Budget, out: Path, device: str, num_workers: int | None,
@@ -123,14 +136,16 @@ def format_table(rows: dict[str, dict[str, dict]], title: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m bench.quality", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m evals.quality", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--budget", choices=sorted(BUDGETS), default="small",
                         help="small: a few minutes on a CPU; large: the GPU run of docs/QUALITY.md")
     parser.add_argument("--steps", type=int, help="pre-training steps (overrides the budget's)")
     parser.add_argument("--probe-epochs", type=int, help="probe training epochs (overrides the budget's)")
-    parser.add_argument("--encoders", nargs="+", choices=sorted(ENCODERS), default=["target", "random"],
-                        help="which encoders to probe, in table order (default: target random; add context)")
+    parser.add_argument("--encoders", nargs="+", metavar="NAME",
+                        help="which encoders to probe, in table order: encoders of the pre-training objective "
+                             "(e.g. target_encoder encoder for vjepa) and 'random' (the control); default: the "
+                             "encoder the objective evaluates, then random")
     parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N")
     parser.add_argument("--num-workers", type=int, help="data loader workers (default: 1 on CPU, the config's on GPU)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
@@ -166,15 +181,22 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         pre = pretrain_config(budget, out, device, args.num_workers, args.pretrain_set)
         steps = pre.train.epochs * pre.train.steps_per_epoch
+        checkpoint = pre.run_dir / "latest.pt"
+    try:  # checked before pre-training, not minutes after it
+        labels = encoder_rows(pre.objective.name, args.encoders)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if not args.checkpoint:
         logger.info("pre-training %s for %d steps on %s -> %s", pre.model.name, steps, device, pre.run_dir)
         launch_local(pre, [device])  # resumes, or returns at once when the run is complete
-        checkpoint = pre.run_dir / "latest.pt"
     pretrain_s = time.monotonic() - started
 
     rows: dict[str, dict[str, dict]] = {}
-    for key in args.encoders:
-        label, kwargs = ENCODERS[key]
-        encoder, info = load_frozen_encoder(checkpoint, seed=pre.run.seed, **kwargs)
+    for key, label in labels.items():
+        if key == RANDOM:
+            encoder, info = load_frozen_encoder(checkpoint, random_init=True, seed=pre.run.seed)
+        else:
+            encoder, info = load_frozen_encoder(checkpoint, key)
         rows[label] = {}
         for task in TASKS:
             cfg = load_eval_config(REPO / "configs" / "eval" / f"toy_{task}.yaml",

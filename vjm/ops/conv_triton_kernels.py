@@ -1,4 +1,4 @@
-"""Triton kernels of the depthwise causal convolution with SiLU (see causal_conv.py).
+"""Triton kernels of the depthwise causal convolution with SiLU (see conv.py; launched by conv_triton.py).
 
 Tensors are (batch, E, L) with time contiguous and any batch and channel strides; a program
 covers one batch element, BLOCK_E channels and BLOCK_L positions. Output position l reads input

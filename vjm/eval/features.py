@@ -90,11 +90,13 @@ def extract_features(
     cache_dir: str | os.PathLike | None = None,
     sampling: dict | None = None,
     what: str = "features",
+    pin_memory: bool = True,
 ) -> CachedFeatures:
     """Encode every sample of ``dataset`` once (progress logged), or read them from ``cache_dir``.
 
     ``sampling`` describes how the dataset makes clips (frames, step, crop...); with the sample
     paths and the encoder's weights it names the cache file, so a stale file is never reused.
+    ``pin_memory`` pages the clips in for faster copies when ``device`` is a GPU.
     """
     path = None
     if cache_dir is not None:
@@ -105,7 +107,7 @@ def extract_features(
             logger.info("%s: read %d cached samples from %s", what, len(state["index"]), path)
             return CachedFeatures(state["tokens"], state["index"])
     loader = build_loader(dataset, batch_size, num_workers, training=False, drop_last=False,
-                          pin_memory=device.type == "cuda")
+                          pin_memory=pin_memory and device.type == "cuda")
     tokens, index, done, skipped = [], [], 0, 0
     started = time.monotonic()
     for step, batch in enumerate(loader, start=1):

@@ -3,7 +3,7 @@
 Built with vjm.config's generic machinery (``param`` fields, unknown-key errors with suggestions,
 ``--set key=value`` overrides), so an evaluation config reads and fails like a pre-training one.
 
-    cfg = load_eval_config("configs/eval/toy_direction.yaml", ["optim.epochs=5"])
+    cfg = load_eval_config("configs/eval/toy_direction.yaml", ["train.epochs=5"])
 
 The encoder is not part of the file: it comes from ``--checkpoint`` (or is built randomly
 initialised as the control), so one config probes any checkpoint.
@@ -18,18 +18,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from evals.probe import FEATURE_NORMS
 from vjm.config import (
     AT_LEAST_1,
     NONNEG,
     POSITIVE,
     PROB,
+    DataConfig,
     Range,
     config_from_dict,
     config_to_yaml,
     load_config,
     param,
 )
+
+from .pooler import FEATURE_NORMS
 
 __all__ = ["EvalConfig", "EvalDataConfig", "EvalOptimConfig", "EvalRunConfig", "EvalTrainConfig",
            "ProbeConfig", "eval_config_from_dict", "eval_config_to_yaml", "load_eval_config"]
@@ -46,47 +48,65 @@ class EvalRunConfig:
                       range=Range(0, 2**32 - 1))
 
 
-@dataclass
-class EvalDataConfig:
-    """The labelled data and how clips are taken from it."""
+def _redeclared(name: str, default: Any, **changes: Any) -> Any:
+    """Pre-training's ``data.<name>`` key with an evaluation's default (and ``help``/``choices`` where given)."""
+    base = next(f for f in dataclasses.fields(DataConfig) if f.name == name)
+    meta = {**base.metadata, **changes}
+    return param(default, meta["help"], range=meta["range"], choices=meta["choices"], ascending=meta["ascending"],
+                 check=meta["check"], variants=meta["variants"])
 
-    dataset: str = param("video", "video files, image files, the toy videos, or the toy images (digit task)",
-                         choices=("video", "image", "toy", "toy_image"))
-    train: list[str] = param([], "training sources: file lists ('path label' lines) or class folders")
-    val: list[str] = param([], "validation sources, same forms as train")
+
+@dataclass
+class EvalDataConfig(DataConfig):
+    """The labelled data and how clips are taken from it: pre-training's data keys, plus the
+    evaluation's own (classes, segments and views, whether training clips are augmented)."""
+
+    # Pre-training's keys whose defaults differ here: evaluation protocols augment as V-JEPA's probe does.
+    dataset: str = _redeclared("dataset", "video", help="video files, image files, the toy videos, or the toy "
+                               "images (digit task)", choices=("video", "image", "toy", "toy_image"))
+    crop_size: int = _redeclared("crop_size", 224, help="side of the square crop in pixels (training and evaluation)")
+    random_resize_scale: tuple[float, float] = _redeclared("random_resize_scale", (0.08, 1.0))
+    randaugment: bool = _redeclared("randaugment", True)
+    random_erasing: float = _redeclared("random_erasing", 0.25)
+    batch_size: int = _redeclared("batch_size", 16, help="videos per batch")
+
+    # The evaluation's own keys.
     num_classes: int | None = param(None, "classes of the task; None = the largest training label + 1",
                                     range=AT_LEAST_1)
-    toy_root: str = param("data/toy", "folder the toy dataset is generated into (once) and read from")
-    toy_task: str = param("direction", "label of the toy videos: the digit shown, or its motion direction",
-                          choices=("digit", "direction"))
-    toy_num_train: int = param(1024, "number of toy training videos", range=AT_LEAST_1)
-    toy_num_val: int = param(256, "number of toy validation videos", range=AT_LEAST_1)
-    toy_frames: int = param(16, "frames per toy video", range=Range(2))
-    toy_size: int = param(64, "height and width of toy frames in pixels", range=Range(16))
-    toy_seed: int = param(0, "seed the toy dataset was generated with", range=NONNEG)
-    frames_per_clip: int = param(16, "frames per clip (1 = image)", range=AT_LEAST_1)
-    frame_step: int = param(4, "stride between sampled frames (ignored when fps is set)", range=AT_LEAST_1)
-    fps: float | None = param(None, "sample frames at this rate instead of every frame_step frames",
-                              range=POSITIVE)
+    toy_seed: int = param(0, "seed the toy dataset was generated with (pre-training's run.seed)", range=NONNEG)
     num_segments: int = param(1, "clips per video, evenly spaced in evaluation, random in training",
                               range=AT_LEAST_1)
     num_views: int = param(1, "spatial views per clip in evaluation (1 = centre crop, 3 = three crops); "
                               "training always takes one", choices=(1, 3))
-    crop_size: int = param(224, "side of the square crop in pixels", range=AT_LEAST_1)
     augment: bool = param(True, "augment training clips (random resized crop, flip, RandAugment, erasing); "
                                 "off = evaluation clips, whose features can be cached")
-    random_resize_scale: tuple[float, float] = param((0.08, 1.0), "area fraction range of the random resized "
-                                                     "crop", range=Range(0, 1, open_lo=True), ascending=True)
-    random_resize_aspect: tuple[float, float] = param((0.75, 1.35), "aspect ratio range of the random "
-                                                      "resized crop", range=POSITIVE, ascending=True)
-    hflip: bool = param(True, "random horizontal flip (leave off where it changes the label, e.g. directions)")
-    randaugment: bool = param(True, "RandAugment, the same on every frame of a clip")
-    random_erasing: float = param(0.25, "probability of random erasing (same box on every frame)", range=PROB)
-    decoder: str = param("pyav", "video decoding library", choices=("pyav", "decord"))
-    short_video: str = param("pad", "videos shorter than a clip: repeat the last frame, or skip (counted)",
-                             choices=("pad", "skip"))
-    batch_size: int = param(16, "videos per batch", range=AT_LEAST_1)
-    num_workers: int = param(8, "data loader worker processes", range=NONNEG)
+
+    def cross_check(self) -> list[str]:
+        """Problems between the data keys of an evaluation."""
+        errors = []
+        if self.weights is not None:
+            errors.append("'data.weights' mixes pre-training sources; an evaluation reads every sample of its "
+                          "sources each epoch: remove it")
+        if self.num_clips != 1:
+            errors.append(f"'data.num_clips' = {self.num_clips} is pre-training's clips per video; an evaluation "
+                          "takes 'data.num_segments' clips per video: set that instead")
+        if self.dataset in ("video", "image"):
+            for split in ("train", "val"):
+                if not getattr(self, split):
+                    errors.append(f"'data.dataset' = {self.dataset!r} needs 'data.{split}': file lists or folders")
+        elif self.train or self.val:
+            errors.append(f"'data.dataset' = {self.dataset!r} generates its own lists; leave 'data.train' and "
+                          "'data.val' empty (the toy_* keys choose the dataset)")
+        if self.dataset in ("image", "toy_image") and (self.frames_per_clip != 1 or self.num_segments != 1):
+            errors.append(f"'data.dataset' = {self.dataset!r} takes images: one-frame clips, so "
+                          f"'data.frames_per_clip' and 'data.num_segments' must be 1 (got {self.frames_per_clip} "
+                          f"and {self.num_segments})")
+        if self.dataset == "toy_image" and self.toy_task != "digit":
+            errors.append("'data.dataset' = 'toy_image' has only the 'digit' task; set 'data.toy_task' = 'digit'")
+        if self.dataset == "toy" and self.augment and self.hflip and self.toy_task == "direction":
+            errors.append("'data.hflip' mirrors the motion, which changes a 'direction' label; set "
+                          "'data.hflip' = false (or 'data.augment' = false)")
+        return errors
 
 
 @dataclass
@@ -160,23 +180,7 @@ class EvalConfig:
 
     def cross_check(self) -> list[str]:
         """Problems that involve several keys (called by vjm.config.config_from_dict)."""
-        d, errors = self.data, []
-        if d.dataset in ("video", "image"):
-            for split in ("train", "val"):
-                if not getattr(d, split):
-                    errors.append(f"'data.dataset' = {d.dataset!r} needs 'data.{split}': file lists or folders")
-        elif d.train or d.val:
-            errors.append(f"'data.dataset' = {d.dataset!r} generates its own lists; leave 'data.train' and "
-                          "'data.val' empty (the toy_* keys choose the dataset)")
-        if d.dataset in ("image", "toy_image") and (d.frames_per_clip != 1 or d.num_segments != 1):
-            errors.append(f"'data.dataset' = {d.dataset!r} takes images: one-frame clips, so "
-                          f"'data.frames_per_clip' and 'data.num_segments' must be 1 (got {d.frames_per_clip} "
-                          f"and {d.num_segments})")
-        if d.dataset == "toy_image" and d.toy_task != "digit":
-            errors.append("'data.dataset' = 'toy_image' has only the 'digit' task; set 'data.toy_task' = 'digit'")
-        if d.dataset == "toy" and d.augment and d.hflip and d.toy_task == "direction":
-            errors.append("'data.hflip' mirrors the motion, which changes a 'direction' label; set "
-                          "'data.hflip' = false (or 'data.augment' = false)")
+        errors = self.data.cross_check()
         if self.train.feature_cache_dir is not None and not self.train.cache_features:
             errors.append("'train.feature_cache_dir' is set but 'train.cache_features' is off; turn it on")
         return errors

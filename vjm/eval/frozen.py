@@ -1,0 +1,153 @@
+"""Checkpoint -> frozen encoder: the encoder an evaluation runs, and the random-init control.
+
+    encoder, info = load_frozen_encoder("runs/vjepa_tiny/latest.pt")              # the objective's default
+    encoder, info = load_frozen_encoder("runs/vjepa_tiny/latest.pt", "encoder")   # another of its encoders
+    encoder, info = load_frozen_encoder("runs/vjepa_tiny/latest.pt", random_init=True, seed=0)   # the control
+
+A checkpoint names its objective, and the objective (vjm.objectives) says which of its children are
+encoders and which one is evaluated by default: nothing here knows an objective by name. The
+encoder is rebuilt from the checkpoint's own config and its weights are loaded strictly.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from vjm.config import Config, config_from_dict, load_config
+from vjm.models import build_encoder
+from vjm.objectives import objective_class, objective_names
+from vjm.train.checkpoint import load_checkpoint
+
+from .features import encoder_fingerprint
+from .probe_state import PROBE_FORMAT
+
+__all__ = ["RANDOM_INIT", "EncoderInfo", "encoder_choices", "load_frozen_encoder"]
+
+# EncoderInfo.which of an encoder built with random weights.
+RANDOM_INIT = "random_init"
+
+
+@dataclass(frozen=True)
+class EncoderInfo:
+    """Which encoder was evaluated: enough to name the results and to refuse resuming on another."""
+
+    model: str
+    embed_dim: int
+    checkpoint: str | None  # absolute path, or None for a random encoder built from a config
+    objective: str  # the pre-training objective whose encoder this is
+    which: str  # the objective's child that was loaded, or RANDOM_INIT
+    step: int | None  # pre-training step of the checkpoint
+    fingerprint: str  # digest of the weights
+
+    @property
+    def random_init(self) -> bool:
+        return self.which == RANDOM_INIT
+
+    @property
+    def is_default(self) -> bool:
+        """Whether this is the encoder its objective evaluates by default."""
+        return self.which == objective_class(self.objective).eval_encoder
+
+
+def encoder_choices(objective: str) -> tuple[tuple[str, ...], str]:
+    """(the children of ``objective`` that are encoders, the one evaluated by default)."""
+    cls = objective_class(objective)
+    return cls.encoders, cls.eval_encoder
+
+
+def load_frozen_encoder(checkpoint: str | os.PathLike | None = None, which: str | None = None, *,
+                        random_init: bool = False, pretrain_config: str | os.PathLike | None = None,
+                        seed: int = 0) -> tuple[nn.Module, EncoderInfo]:
+    """The encoder to evaluate, frozen (eval mode, no gradients), and what it is.
+
+    From ``checkpoint``: its child ``which`` (None = the default of the checkpoint's objective), or
+    with ``random_init`` the same architecture randomly initialised (seeded by ``seed``). Without a
+    checkpoint, ``random_init`` with ``pretrain_config`` (a pre-training YAML) names the architecture.
+    Raises FileNotFoundError for a missing file and ValueError, saying what was wrong, for a file
+    that is not a pre-training checkpoint, an objective this vjm does not know, a child that is not
+    one of the objective's encoders, or weights of another model.
+    """
+    if random_init and which is not None:
+        raise ValueError(f"random_init builds a new encoder; it takes no child to load (got which={which!r})")
+    step = None
+    if checkpoint is None:
+        if not (random_init and pretrain_config is not None):
+            raise ValueError("give --checkpoint PATH (a vjm pre-training checkpoint), or --random-init with "
+                             "--pretrain-config YAML to build a random encoder of that config's model")
+        cfg = load_config(pretrain_config)
+    else:
+        path = Path(checkpoint)
+        state = _read_pretraining_checkpoint(path)
+        cfg = config_from_dict(state["config"], where=f"{path} (saved config)")
+        step = state["step"] if isinstance(state.get("step"), int) else None
+        if not random_init:
+            which = _choose_encoder(path, state, which)
+            encoder = build_encoder(cfg.model)
+            _load_strictly(encoder, state["models"][which], path, which, cfg)
+    if random_init:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            encoder = build_encoder(cfg.model)
+        which = RANDOM_INIT
+    encoder.eval().requires_grad_(False)
+    info = EncoderInfo(model=cfg.model.name, embed_dim=int(encoder.embed_dim),
+                       checkpoint=None if checkpoint is None else str(Path(checkpoint).resolve()),
+                       objective=cfg.objective.name, which=which, step=step,
+                       fingerprint=encoder_fingerprint(encoder))
+    return encoder, info
+
+
+def _read_pretraining_checkpoint(path: Path) -> dict[str, Any]:
+    """The checkpoint's state (upgraded to today's format), checked to be a pre-training checkpoint
+    of a registered objective."""
+    if path.is_dir():
+        raise FileNotFoundError(f"{path} is a folder; pass the checkpoint file inside it, e.g. {path / 'latest.pt'}")
+    try:
+        state = load_checkpoint(path)  # FileNotFoundError, or ValueError: unreadable or not a vjm checkpoint
+    except ValueError as exc:
+        if repr(PROBE_FORMAT) in str(exc):
+            raise ValueError(f"{path} is the state of an attentive probe, not a pre-training checkpoint; "
+                             "pass the checkpoint the probe was trained on") from None
+        raise
+    missing = [k for k in ("config", "objective", "models") if k not in state]
+    if missing:
+        raise ValueError(f"checkpoint {path} lacks {missing}: a vjm pre-training checkpoint holds 'config', "
+                         f"'objective' and 'models'; this one has {sorted(state)}")
+    if state["objective"] not in objective_names():
+        raise ValueError(f"checkpoint {path} was written by objective {state['objective']!r}, which this vjm does "
+                         f"not register (it has: {', '.join(objective_names())}); evaluate it with the vjm "
+                         "that wrote it")
+    if not isinstance(state["models"], dict):
+        raise ValueError(f"checkpoint {path}: 'models' should map child names to weights, got "
+                         f"{type(state['models']).__name__}")
+    return state
+
+
+def _choose_encoder(path: Path, state: dict[str, Any], which: str | None) -> str:
+    """``which``, or the objective's default, checked to be one of its encoders that the file holds."""
+    objective = state["objective"]
+    encoders, default = encoder_choices(objective)
+    held = [name for name in encoders if name in state["models"]]
+    which = default if which is None else which
+    if which not in held:
+        reason = (f"holds no {which!r} (it has {sorted(state['models'])})" if which in encoders
+                  else f"has no encoder {which!r}")
+        choices = ", ".join(held) if held else "none: the file holds none of them"
+        raise ValueError(f"checkpoint {path} ({objective!r} objective) {reason}; choose an encoder from: {choices} "
+                         f"(the objective's default is {default!r})")
+    return which
+
+
+def _load_strictly(encoder: nn.Module, weights: dict, path: Path, which: str, cfg: Config) -> None:
+    try:
+        encoder.load_state_dict(weights, strict=True)
+    except RuntimeError as exc:  # missing / unexpected keys or tensors of another shape
+        detail = " ".join(str(exc).split())[:400]
+        raise ValueError(f"checkpoint {path}: its {which!r} weights do not fit {cfg.model.name!r}, the model its "
+                         f"config names (weights of another model?): {detail}") from None

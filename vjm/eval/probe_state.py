@@ -1,0 +1,92 @@
+"""What a probe leaves on disk: its resumable state (saved every epoch) and its results file.
+
+A state belongs to one config and one encoder; resuming with another is refused, naming what
+differs. Both files are written atomically.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from .config import EvalConfig, eval_config_from_dict
+from .data import EvalData
+
+if TYPE_CHECKING:
+    from .frozen import EncoderInfo
+
+__all__ = ["PROBE_FORMAT", "RESULTS_FILE", "STATE_FILE", "ProbeResult", "load_state", "save_state", "write_results"]
+
+PROBE_FORMAT = "vjm-probe-v1"
+STATE_FILE = "latest.pt"
+RESULTS_FILE = "results.json"
+# Keys that change how a run goes, not what it computes: a resumed run may differ in them.
+RESUME_FREE_KEYS = {("data", "num_workers"), ("data", "pin_memory"), ("train", "log_every"),
+                    ("train", "feature_cache_dir"), ("train", "cache_features"), ("run", "folder")}
+
+
+def _comparable(cfg_dict: dict) -> dict:
+    return {section: {k: v for k, v in keys.items() if (section, k) not in RESUME_FREE_KEYS}
+            for section, keys in cfg_dict.items()}
+
+
+def save_state(path: Path, state: dict) -> None:
+    """Atomic write: an interrupted save leaves the previous state intact."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    torch.save({"format": PROBE_FORMAT, **state}, tmp)
+    os.replace(tmp, path)
+
+
+def load_state(path: Path, cfg: EvalConfig, info: EncoderInfo) -> dict:
+    """The probe state saved at ``path``, checked to belong to this config and encoder."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ValueError(f"probe state {path} could not be read ({type(exc).__name__}: {exc}); delete it or "
+                         "pass --no-resume to start over") from exc
+    if not isinstance(state, dict) or state.get("format") != PROBE_FORMAT:
+        raise ValueError(f"{path} is not a probe state (format {PROBE_FORMAT!r}); delete it or pass --no-resume")
+    if state["encoder"] != dataclasses.asdict(info):
+        raise ValueError(f"{path} is a probe of another encoder ({state['encoder']}), not of "
+                         f"{dataclasses.asdict(info)}; pass --no-resume to start over, or another --output-dir")
+    saved = eval_config_from_dict(state["config"], where=f"{path} (saved config)")
+    old, new = _comparable(saved.to_dict()), _comparable(cfg.to_dict())
+    if old != new:
+        changed = sorted(f"{s}.{k}" for s in new for k in new[s] if old.get(s, {}).get(k) != new[s][k])
+        raise ValueError(f"{path} was trained with another config (differs in {', '.join(changed)}); pass "
+                         "--no-resume to start over, or another --output-dir")
+    return state
+
+
+@dataclass
+class ProbeResult:
+    top1: float
+    top5: float
+    results_path: Path
+    results: dict
+
+
+def write_results(out_dir: Path, cfg: EvalConfig, info: EncoderInfo, history: list[dict[str, Any]],
+                  num_classes: int, data: EvalData) -> ProbeResult:
+    """results.json: the best head's top-1 / top-5 (last validation), every head's, the history, chance."""
+    last = history[-1]["val"]
+    best = max(range(len(last)), key=lambda i: last[i]["top1"])
+    heads = [{"lr": lr, "weight_decay": wd, "top1": last[i]["top1"], "top5": last[i]["top5"],
+              "best_epoch_top1": max(h["val"][i]["top1"] for h in history if "val" in h),
+              "train_loss": history[-1]["train"][i]["loss"], "train_top1": history[-1]["train"][i]["top1"]}
+             for i, (lr, wd) in enumerate(cfg.optim.grid)]
+    results = {"eval": cfg.run.name, "top1": last[best]["top1"], "top5": last[best]["top5"], "best_head": best,
+               "chance_top1": 100.0 / num_classes, "num_classes": num_classes, "num_train": len(data.train),
+               "num_val": len(data.val), "epochs": len(history), "encoder": dataclasses.asdict(info),
+               "heads": heads, "history": history, "config": cfg.to_dict()}
+    path = out_dir / RESULTS_FILE
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(results, indent=1))
+    os.replace(tmp, path)
+    return ProbeResult(results["top1"], results["top5"], path, results)

@@ -1,0 +1,81 @@
+"""Batches of frozen tokens for a probe's epoch, from the feature cache or through the encoder.
+
+Tokens are B x S x V x N x D (segments, views); ``group_tokens`` shapes them into what one
+classification sees.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from vjm.data import build_loader
+from vjm.data.samplers import derive_seed
+
+from .features import CachedFeatures, encode_clips
+
+__all__ = ["TokenSource", "group_tokens"]
+
+
+def group_tokens(tokens: torch.Tensor, segments: str) -> tuple[torch.Tensor, int]:
+    """Tokens B x S x V x N x D -> (B*G x N' x D, G): what one classification sees.
+
+    joint: each view's tokens of all segments together (G = V, N' = S*N); separate: every
+    segment and view apart (G = S*V, N' = N).
+    """
+    b, s, v, n, d = tokens.shape
+    if segments == "joint":
+        return tokens.transpose(1, 2).reshape(b * v, s * n, d), v
+    return tokens.reshape(b * s * v, n, d), s * v
+
+
+@dataclass
+class TokenSource:
+    """Batches of (tokens B x S x V x N x D on the device, labels B) for an epoch: from a cache or a loader."""
+
+    encoder: nn.Module
+    dataset: Any
+    num_segments: int
+    batch_size: int
+    num_workers: int
+    device: torch.device
+    dtype: torch.dtype
+    seed: int
+    training: bool
+    pin_memory: bool = True
+    cached: CachedFeatures | None = None
+
+    def __len__(self) -> int:
+        n = len(self.dataset)
+        if not self.training:
+            return math.ceil(n / self.batch_size)
+        return max(1, n // self.batch_size)
+
+    def batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        if self.cached is not None:
+            yield from self._cached_batches(epoch)
+            return
+        loader = build_loader(self.dataset, self.batch_size, self.num_workers, seed=self.seed,
+                              training=self.training, drop_last=self.training and len(self.dataset) >= self.batch_size,
+                              pin_memory=self.pin_memory and self.device.type == "cuda")
+        loader.sampler.set_epoch(epoch)
+        for batch in loader:
+            clips = batch["clips"].to(self.device, non_blocking=True)
+            yield encode_clips(self.encoder, clips, self.num_segments, self.dtype), batch["label"].to(self.device)
+
+    def _cached_batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        tokens, labels = self.cached.tokens, self.cached.labels(self.dataset)
+        n = len(labels)
+        if self.training:  # a new order every epoch, the same after a resume
+            generator = torch.Generator().manual_seed(derive_seed(self.seed, epoch))
+            order = torch.randperm(n, generator=generator)[: len(self) * self.batch_size]
+        else:
+            order = torch.arange(n)
+        for start in range(0, len(order), self.batch_size):
+            index = order[start:start + self.batch_size]
+            yield tokens[index].to(self.device, non_blocking=True), labels[index].to(self.device)

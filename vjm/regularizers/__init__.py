@@ -1,0 +1,15 @@
+"""Regularisers: terms added to any objective's loss, written once for all of them.
+
+A config lists them (``regularizers: [{kind: vicreg, apply_to: context, var_weight: 1.0}]``); an
+objective exposes named tensors (V-JEPA: ``context``, the context encoder's tokens) and calls its
+``regularizers`` on them; each regulariser picks the tensor its ``apply_to`` names.
+"""
+
+from vjm.regularizers.base import Regularizer, Regularizers
+from vjm.regularizers.registry import build_regularizers, register_regularizer, regularizer_kinds
+
+# Importing the regularisers registers their kinds.
+from vjm.regularizers.vicreg import VICReg  # noqa: E402
+
+__all__ = ["Regularizer", "Regularizers", "VICReg", "build_regularizers", "register_regularizer",
+           "regularizer_kinds"]

@@ -1,0 +1,52 @@
+"""A regulariser's interface, and the list of them an objective applies."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+import torch.nn as nn
+
+
+@dataclass
+class Regularizer:
+    """A loss term on one tensor the objective exposes. Subclasses are dataclasses whose fields are
+    their config keys, registered with @register_regularizer(kind)."""
+
+    kind: ClassVar[str]
+    apply_to: str = "context"  # the name of the exposed tensor this term applies to
+
+    def __call__(self, tokens: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """tokens (B, K, D) -> (weighted loss term, unweighted metrics named without prefix)."""
+        raise NotImplementedError
+
+    def attach(self, objective: nn.Module) -> None:
+        """Hook for regularisers that change a model rather than add a loss (none by default)."""
+
+
+class Regularizers:
+    """The config's regularisers; ``objective.regularizers(context=tokens)`` -> (loss, metrics)."""
+
+    def __init__(self, items: Sequence[Regularizer]):
+        self.items = list(items)
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+    def attach(self, objective: nn.Module) -> None:
+        for item in self.items:
+            item.attach(objective)
+
+    def __call__(self, **exposed: torch.Tensor) -> tuple[torch.Tensor | float, dict[str, torch.Tensor]]:
+        total: torch.Tensor | float = 0.0
+        metrics: dict[str, torch.Tensor] = {}
+        for item in self.items:
+            if item.apply_to not in exposed:
+                raise ValueError(f"regulariser {item.kind!r} applies to {item.apply_to!r}, but the objective exposes "
+                                 f"only {sorted(exposed)}; set 'apply_to' to one of them")
+            term, values = item(exposed[item.apply_to])
+            total = total + term
+            metrics.update({f"{item.apply_to}_{key}": value for key, value in values.items()})
+        return total, metrics
