@@ -1,235 +1,386 @@
-"""Quality of the main job: pre-train on the toy videos, probe both toy tasks, compare with random init.
+"""The quality benchmark: does pre-training beat random initialisation, and by how much of the way
+to a supervised model?
 
-    python -m evals.quality --budget small                   # CPU: a short run, minutes
-    python -m evals.quality --budget large --device cuda     # GPU: the run docs/QUALITY.md reports
-    python -m evals.quality --steps 300 --probe-epochs 10    # an explicit budget
-    python -m evals.quality --checkpoint runs/vjepa_tiny/latest.pt   # probe a finished run, no pre-training
+    python -m evals.quality --budget cpu                      # 2 CPU cores; about an hour
+    python -m evals.quality --budget gpu --device cuda        # one GPU, runs side by side
+    python -m evals.quality --budget gpu --device cuda --variant patch8 model.patch_size=8
 
-1. Pre-trains configs/vjepa_tiny.yaml (V-JEPA, VideoMamba-Tiny) for the budget's optimiser steps
-   (overrides: run folder, epochs and steps per epoch, warmup = 10% of the steps, toy set size).
-2. Probes the digit and direction tasks (configs/eval/toy_*.yaml) with the attentive probe on the
-   frozen encoder the objective evaluates by default (with --encoders, any of its encoders) and on
-   the same encoder randomly initialised: the control. Features are computed once per encoder,
-   shared by the tasks.
-3. Prints a table, method x task, top-1 and top-5 accuracy in percent, and writes it as Markdown
-   and JSON under the output folder.
+Tasks (vjm.data.bench_tasks, generated once, real handwriting over real photos): ``digit``
+(appearance, 10 classes), ``speed`` and ``rotation`` (motion, 3 and 2 classes). Rows:
 
-Everything resumes: rerunning the same command reuses the pre-training checkpoint, the cached
-features and finished probes.
+* chance;
+* ``random``: the pre-training config's encoder, randomly initialised (one per probe seed);
+* ``vjepa``: configs/vjepa_tiny.yaml (the main job's recipe) pre-trained on the unlabelled
+  training clips of all three tasks, at each budget of the learning curve, over pre-training seeds;
+* ``vjepa_vit``: the same recipe with ViT-Ti, at the largest budget;
+* ``supervised``: the same encoder trained with each task's labels (vjm's ``supervised``
+  objective through the same engine): the upper bound of that task;
+* ``--variant NAME KEY=VALUE...``: the V-JEPA recipe with overrides, a row of its own.
+
+Every encoder is frozen and probed with vjm's attentive probe (configs/eval/bench.yaml; its best
+head of the lr x weight-decay grid, the V-JEPA practice) once per probe seed. A reading is the
+mean and standard deviation over pre-training seeds x probe seeds; per task the table gives the
+share of the gap closed, (row - random) / (supervised - random).
+
+Everything is a subprocess of the entry points users run (launch.local, evals.attentive_probe),
+up to ``--parallel`` at a time, each with its log under the output folder; a rerun skips finished
+work. The table is printed and written as quality.md and quality.json in the output folder.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
 import logging
-import math
+import os
+import statistics
+import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-
-import torch
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a script
     sys.path.insert(0, str(REPO))
 
-from launch.local import launch_local  # noqa: E402
-from vjm.config import Config, config_from_dict, load_config  # noqa: E402
+from vjm.config import load_config, save_config  # noqa: E402
 from vjm.console import setup_logging  # noqa: E402
-from vjm.eval.config import load_eval_config  # noqa: E402
-from vjm.eval.frozen import encoder_choices, load_frozen_encoder  # noqa: E402
-from vjm.eval.probe import run_probe  # noqa: E402
-from vjm.train.checkpoint import load_checkpoint  # noqa: E402
-from vjm.train.distributed import resolve_device  # noqa: E402
+from vjm.data.bench_tasks import NUM_CLASSES, TASK_KINDS, TASKS, ensure_bench_tasks  # noqa: E402
 
 logger = logging.getLogger("evals.quality")
 
 MAIN_CONFIG = REPO / "configs" / "vjepa_tiny.yaml"
-TASKS = ("digit", "direction")
+PROBE_CONFIG = REPO / "configs" / "eval" / "bench.yaml"
 
 
 @dataclass(frozen=True)
 class Budget:
-    """None = the value of configs/vjepa_tiny.yaml (steps: its epochs x steps per epoch)."""
-
-    steps: int | None  # pre-training optimiser steps
-    probe_epochs: int | None  # None = the probe configs' epochs
-    toy_num_train: int | None
-    toy_num_val: int | None
+    steps: tuple[int, ...]  # pre-training optimiser steps; several = a learning curve
+    batch_size: int
+    num_train: int  # clips per task (pre-training pools the three tasks' training clips)
+    num_val: int
+    pretrain_seeds: int
+    probe_seeds: int
+    probe_epochs: int
+    rows: tuple[str, ...]
 
 
 BUDGETS = {
-    # A CPU run of about 20 minutes: shows the pipeline end to end; too short for a clear margin.
-    "small": Budget(steps=60, probe_epochs=None, toy_num_train=256, toy_num_val=128),
-    # A GPU run that fits one 10-minute job: the main job's toy set, pre-trained for 512 steps.
-    "large": Budget(steps=512, probe_epochs=None, toy_num_train=None, toy_num_val=None),
+    # The main job's length on 2 CPU cores: each pre-training run takes minutes.
+    "cpu": Budget(steps=(128,), batch_size=8, num_train=1024, num_val=512, pretrain_seeds=2, probe_seeds=3,
+                  probe_epochs=20, rows=("random", "vjepa", "supervised")),
+    # One GPU, at most 10 minutes of pre-training a run; runs side by side.
+    "gpu": Budget(steps=(256, 1024, 4096), batch_size=32, num_train=2048, num_val=1024, pretrain_seeds=2,
+                  probe_seeds=3, probe_epochs=20, rows=("random", "vjepa", "vjepa_vit", "supervised")),
 }
-
-# --encoders name for the control: the pre-trained architecture with random weights.
-RANDOM = "random"
+ROWS = ("random", "vjepa", "vjepa_vit", "supervised")
 
 
-def encoder_rows(objective: str, asked: list[str] | None) -> dict[str, str]:
-    """{--encoders name: table row label}; by default the objective's evaluated encoder, then the control.
+@dataclass
+class Encoder:
+    """One encoder to probe: a pre-training run (or a random-init control) and what it is for."""
 
-    Raises ValueError naming the valid choices for a name that is neither one of the objective's
-    encoders nor ``random``."""
-    encoders, default = encoder_choices(objective)
-    asked = asked or [default, RANDOM]
-    unknown = [name for name in asked if name not in (*encoders, RANDOM)]
-    if unknown:
-        raise ValueError(f"--encoders {' '.join(unknown)}: objective {objective!r} has the encoders "
-                         f"{', '.join(encoders)}; choose from those and {RANDOM!r} (the random-init control)")
-    return {name: "random init (control)" if name == RANDOM else f"{objective}, {name}" for name in asked}
+    row: str  # table row
+    tasks: tuple[str, ...]  # the tasks it is probed on
+    seed: int
+    steps: int | None = None
+    config: Path | None = None  # its pre-training config (written by this benchmark)
+    run_dir: Path | None = None
+    pretrain_s: float | None = None  # wall-clock seconds of its pre-training
+    arch: str = ""  # its model section, as text: rows compare with the control and bound of their own
+    probes: dict[str, list[float]] = field(default_factory=dict)  # task -> top-1 of each probe seed
 
 
-def pretrain_config(budget: Budget, out: Path, device: str, num_workers: int | None,
-                    extra: list[str] = ()) -> Config:
-    """configs/vjepa_tiny.yaml with the budget's length and toy set; its own run folder per budget.
+# ----------------------------------------------------------------------------- configs
 
-    ``extra`` overrides (``--set``) come last, so they can change the recipe, not only its length."""
-    base = load_config(MAIN_CONFIG)
-    num_train = budget.toy_num_train or base.data.toy_num_train
-    num_val = budget.toy_num_val or base.data.toy_num_val
-    per_epoch = num_train // base.data.batch_size
-    steps = budget.steps or base.train.epochs * (base.train.steps_per_epoch or per_epoch)
-    epochs = math.ceil(steps / per_epoch)
-    steps_per_epoch = math.ceil(steps / epochs)
-    workers = num_workers if num_workers is not None else (1 if device == "cpu" else base.data.num_workers)
-    overrides = [
-        f"run.folder={out / f'vjepa_tiny_{epochs * steps_per_epoch}steps_n{num_train}'}",
-        f"train.epochs={epochs}", f"train.steps_per_epoch={steps_per_epoch}",
-        f"optim.warmup_steps={max(1, epochs * steps_per_epoch // 10)}",
-        f"data.toy_num_train={num_train}", f"data.toy_num_val={num_val}",
-        f"data.num_workers={workers}", f"train.checkpoint_every={min(100, steps_per_epoch)}",
+
+def loader_workers(args) -> int:
+    """Data workers of each run: the cores shared by the runs side by side."""
+    return max(1, min(6, (os.cpu_count() or 2) // max(1, args.parallel) - 1))
+
+
+def pretraining_overrides(budget: Budget, lists: dict, tasks: tuple[str, ...], steps: int, seed: int,
+                          run_dir: Path, device: str, workers: int) -> list[str]:
+    """configs/vjepa_tiny.yaml on the training clips of ``tasks``, for ``steps`` optimiser steps."""
+    per_epoch = max(1, len(tasks) * budget.num_train // budget.batch_size)
+    epochs = -(-steps // per_epoch)
+    train = "[" + ",".join(str(lists["train"][task]) for task in tasks) + "]"
+    return [
+        f"run.folder={run_dir}", f"run.seed={seed}", "data.dataset=video", f"data.train={train}",
+        f"data.batch_size={budget.batch_size}", f"train.epochs={epochs}",
+        f"train.steps_per_epoch={-(-steps // epochs)}", f"optim.warmup_steps={max(1, steps // 10)}",
+        f"train.checkpoint_every={max(1, steps // 4)}", f"train.log_every={max(1, min(50, steps // 16))}",
+        f"data.num_workers={workers}", "data.pin_memory=" + str(device != "cpu").lower(),
     ]
-    return load_config(MAIN_CONFIG, overrides + list(extra))
 
 
-def probe_overrides(pre: Config, probe_epochs: int | None, features: Path, num_workers: int) -> list[str]:
-    """The toy probe configs, pointed at the pre-training run's kind of toy videos.
-
-    The probe's own counts stay (a labelled set larger than pre-training's, whose first videos are
-    pre-training's); frames, size and seed follow pre-training."""
-    d = pre.data
-    overrides = [f"data.toy_root={d.toy_root}", f"data.toy_frames={d.toy_frames}", f"data.toy_size={d.toy_size}",
-                 f"data.toy_seed={pre.run.seed}", f"data.num_workers={num_workers}",
-                 f"train.feature_cache_dir={features}"]
-    return overrides + ([f"train.epochs={probe_epochs}"] if probe_epochs else [])
+def supervised_overrides(task: str) -> list[str]:
+    # No flips: a mirrored digit is another shape and a mirrored rotation turns the other way.
+    return ["objective={name: supervised, num_classes: %d}" % NUM_CLASSES[task], "masks=null", "regularizers=[]",
+            "data.hflip=false"]
 
 
-def format_table(rows: dict[str, dict[str, dict]], title: str) -> str:
-    """Markdown: one row per encoder, top-1 / top-5 per task, chance last."""
-    header = "| encoder | " + " | ".join(f"{t} top-1 | {t} top-5" for t in TASKS) + " |"
-    lines = [title, "", header, "|" + "---|" * (1 + 2 * len(TASKS))]
-    for label, tasks in rows.items():
-        cells = [f"{tasks[t]['top1']:.1f} | {tasks[t]['top5']:.1f}" for t in TASKS]
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    any_row = next(iter(rows.values()))
-    chance = [f"{any_row[t]['chance_top1']:.1f} | {min(100.0, 5 * any_row[t]['chance_top1']):.1f}" for t in TASKS]
-    lines.append("| chance | " + " | ".join(chance) + " |")
-    return "\n".join(lines)
+def plan(args, budget: Budget, lists: dict, out: Path) -> list[Encoder]:
+    """The encoders of the table, their pre-training configs written under ``out/configs``."""
+    encoders: list[Encoder] = []
+    largest = max(budget.steps)
+
+    def pretrained(row: str, tasks: tuple[str, ...], steps: int, seed: int, extra: list[str]) -> Encoder:
+        name = f"{row}_{steps}steps_seed{seed}"
+        run_dir = out / "runs" / name
+        overrides = (pretraining_overrides(budget, lists, tasks, steps, seed, run_dir, args.device,
+                                           loader_workers(args)) + args.overrides + extra)
+        cfg = load_config(MAIN_CONFIG, overrides)
+        path = save_config(cfg, out / "configs" / f"{name}.yaml")
+        return Encoder(row, tasks, seed, steps, path, run_dir)
+
+    for seed in range(budget.pretrain_seeds):
+        if "vjepa" in budget.rows:
+            encoders += [pretrained("vjepa", TASKS, steps, seed, []) for steps in budget.steps]
+        if "vjepa_vit" in budget.rows:
+            encoders.append(pretrained("vjepa_vit", TASKS, largest, seed, ["model.name=vit_tiny"]))
+        for name, overrides in args.variant:
+            encoders.append(pretrained(f"vjepa_{name}", TASKS, largest, seed, overrides))
+        if "supervised" in budget.rows and seed == 0:  # the bound: one run per task
+            encoders += [pretrained(f"supervised_{task}", (task,), largest, seed, supervised_overrides(task))
+                         for task in TASKS]
+    if "random" in budget.rows:  # the control needs no training: its probe seeds draw its weights
+        encoders += random_controls(encoders, args, out)
+    for enc in encoders:
+        enc.arch = repr(load_config(enc.config).model)
+    return encoders
 
 
-def main(argv: list[str] | None = None) -> dict:
+def random_controls(encoders: list[Encoder], args, out: Path) -> list[Encoder]:
+    """One random-init control per encoder architecture of the table (the main recipe's is 'random')."""
+    main = load_config(MAIN_CONFIG, args.overrides)
+    controls = {repr(main.model): Encoder("random", TASKS, 0, config=save_config(main, out / "configs" / "random.yaml"))}
+    for enc in encoders:
+        model = load_config(enc.config).model
+        if repr(model) not in controls:
+            name = f"random ({enc.row})"
+            controls[repr(model)] = Encoder(name, TASKS, 0, config=enc.config)
+    return list(controls.values())
+
+
+# ----------------------------------------------------------------------------- jobs
+
+
+def run_jobs(jobs: list[tuple[str, list[str], Path]], parallel: int, threads: int | None) -> dict[str, float]:
+    """Run ``(name, command, log)`` subprocesses, ``parallel`` at a time; -> {name: seconds}.
+
+    A failed job stops the benchmark with the end of its log."""
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    if threads:
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    pending, running, seconds = list(jobs), {}, {}
+    total, started = len(jobs), time.monotonic()
+    while pending or running:
+        while pending and len(running) < parallel:
+            name, command, log = pending.pop(0)
+            log.parent.mkdir(parents=True, exist_ok=True)
+            handle = log.open("w")
+            running[name] = (subprocess.Popen(command, cwd=REPO, env=env, stdout=handle, stderr=subprocess.STDOUT),
+                             handle, log, time.monotonic())
+            logger.info("started %s (log %s)", name, log)
+        time.sleep(0.5)
+        for name, (proc, handle, log, t0) in list(running.items()):
+            if proc.poll() is None:
+                continue
+            handle.close()
+            del running[name]
+            if proc.returncode != 0:
+                for other in running.values():
+                    other[0].terminate()
+                tail = "".join(log.read_text().splitlines(keepends=True)[-25:])
+                raise RuntimeError(f"{name} failed (exit {proc.returncode}); the end of {log}:\n{tail}")
+            seconds[name] = time.monotonic() - t0
+            done = total - len(pending) - len(running)
+            elapsed = time.monotonic() - started
+            logger.info("finished %s in %.0f s [%d/%d, %.0f s elapsed]", name, seconds[name], done, total, elapsed)
+    return seconds
+
+
+def pretrain(encoders: list[Encoder], args) -> None:
+    jobs, todo = [], {}
+    for enc in encoders:
+        if enc.run_dir is None:
+            continue
+        marker = enc.run_dir / "pretrain_done.json"
+        if marker.is_file():
+            enc.pretrain_s = json.loads(marker.read_text())["seconds"]
+            continue
+        device = "cpu" if args.device == "cpu" else "cuda:0"
+        command = [sys.executable, "-m", "launch.local", "--fname", str(enc.config), "--devices", device]
+        jobs.append((enc.run_dir.name, command, enc.run_dir.parent / f"{enc.run_dir.name}.log"))
+        todo[enc.run_dir.name] = enc
+    if jobs:
+        logger.info("pre-training %d run(s), %d at a time", len(jobs), args.parallel)
+    for name, seconds in run_jobs(jobs, args.parallel, args.threads).items():
+        enc = todo[name]
+        enc.pretrain_s = seconds
+        (enc.run_dir / "pretrain_done.json").write_text(json.dumps({"seconds": seconds}))
+
+
+def probe_command(enc: Encoder, task: str, probe_seed: int, budget: Budget, lists: dict, out: Path,
+                  args) -> tuple[list[str], Path]:
+    name = enc.run_dir.name if enc.run_dir else enc.row.replace(" ", "_").replace("(", "").replace(")", "")
+    folder = out / "probes" / name / f"{task}_probe{probe_seed}"
+    overrides = [f"data.train=[{lists['train'][task]}]", f"data.val=[{lists['val'][task]}]",
+                 f"data.num_classes={NUM_CLASSES[task]}", f"run.seed={probe_seed}",
+                 f"train.epochs={budget.probe_epochs}", f"train.feature_cache_dir={out / 'features'}",
+                 f"data.num_workers={loader_workers(args)}"]
+    command = [sys.executable, "-m", "evals.attentive_probe", "--fname", str(PROBE_CONFIG), "--set", *overrides,
+               "--device", args.device, "--output-dir", str(folder)]
+    if enc.run_dir is None:
+        command += ["--random-init", "--pretrain-config", str(enc.config)]
+    else:
+        command += ["--checkpoint", str(enc.run_dir / "latest.pt")]
+    return command, folder
+
+
+def probe(encoders: list[Encoder], budget: Budget, lists: dict, out: Path, args) -> None:
+    jobs, where = [], {}
+    for enc in encoders:
+        for task in enc.tasks:
+            for seed in range(budget.probe_seeds):
+                command, folder = probe_command(enc, task, seed, budget, lists, out, args)
+                where[folder] = (enc, task)
+                if not (folder / "results.json").is_file():
+                    jobs.append((f"probe {folder.parent.name} {folder.name}", command, folder / "probe.log"))
+    if jobs:
+        logger.info("probing: %d probe(s), %d at a time", len(jobs), args.parallel)
+    run_jobs(jobs, args.parallel, args.threads)
+    for folder, (enc, task) in sorted(where.items()):
+        enc.probes.setdefault(task, []).append(json.loads((folder / "results.json").read_text())["top1"])
+
+
+# ----------------------------------------------------------------------------- the table
+
+
+def label_of(enc: Encoder) -> str:
+    if enc.row.startswith("supervised_"):  # one row: each task's bound is its own run
+        return f"supervised ({enc.steps} steps)"
+    return enc.row if enc.steps is None else f"{enc.row} ({enc.steps} steps)"
+
+
+def summarise(encoders: list[Encoder]) -> dict[str, dict]:
+    """{row label: {task: {mean, std, n, runs}}}: readings pooled over pre-training and probe seeds."""
+    rows: dict[str, dict] = {}
+    for enc in encoders:
+        row = rows.setdefault(label_of(enc), {"minutes": [], "seeds": set()})
+        if enc.pretrain_s is not None:
+            row["minutes"].append(enc.pretrain_s / 60)
+        row["seeds"].add(enc.seed)
+        for task, values in enc.probes.items():
+            row.setdefault(task, []).extend(values)
+    table = {}
+    for label, row in rows.items():
+        entry = {"pretrain_seeds": len(row["seeds"]),
+                 "pretrain_minutes": statistics.mean(row["minutes"]) if row["minutes"] else None}
+        for task in TASKS:
+            values = row.get(task, [])
+            if values:
+                entry[task] = {"mean": statistics.mean(values), "n": len(values), "values": values,
+                               "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+        table[label] = entry
+    # Gap closed: against the random control and the supervised bound of the row's own architecture.
+    arch_of = {label_of(enc): enc.arch for enc in encoders}
+    controls = {arch_of[label]: row for label, row in table.items() if label.startswith("random")}
+    bounds = {arch_of[label]: row for label, row in table.items() if label.startswith("supervised")}
+    for label, row in table.items():
+        control, bound = controls.get(arch_of[label], {}), bounds.get(arch_of[label], {})
+        for task in TASKS:
+            if task in row and task in control and task in bound:
+                gap = bound[task]["mean"] - control[task]["mean"]
+                row[task]["gap_closed"] = (row[task]["mean"] - control[task]["mean"]) / gap if gap > 0 else None
+    return table
+
+
+def markdown(table: dict[str, dict], header: str) -> str:
+    tasks = " | ".join(f"{task} ({TASK_KINDS[task]}, {NUM_CLASSES[task]} classes)" for task in TASKS)
+    lines = [header, "", f"| encoder | pre-training min | {tasks} |", "|---|---|" + "---|" * len(TASKS),
+             "| chance | - | " + " | ".join(f"{100 / NUM_CLASSES[task]:.1f}" for task in TASKS) + " |"]
+    for label, row in table.items():
+        cells = []
+        for task in TASKS:
+            if task not in row:
+                cells.append("-")
+                continue
+            r = row[task]
+            gap = r.get("gap_closed")
+            gap_text = f", {100 * gap:.0f}% of gap" if gap is not None and not label.startswith(("random", "sup")) else ""
+            cells.append(f"{r['mean']:.1f} ± {r['std']:.1f} (n={r['n']}{gap_text})")
+        minutes = f"{row['pretrain_minutes']:.1f}" if row["pretrain_minutes"] is not None else "-"
+        lines.append(f"| {label} | {minutes} | " + " | ".join(cells) + " |")
+    lines += ["", "Top-1 % on held-out clips (new handwriting, new backgrounds): mean ± standard deviation over "
+              "pre-training seeds x probe seeds (n readings); % of gap = (row - random) / (supervised - random)."]
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def parse_args(argv):
     parser = argparse.ArgumentParser(prog="python -m evals.quality", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--budget", choices=sorted(BUDGETS), default="small",
-                        help="small: a few minutes on a CPU; large: the GPU run of docs/QUALITY.md")
-    parser.add_argument("--steps", type=int, help="pre-training steps (overrides the budget's)")
-    parser.add_argument("--probe-epochs", type=int, help="probe training epochs (overrides the budget's)")
-    parser.add_argument("--encoders", nargs="+", metavar="NAME",
-                        help="which encoders to probe, in table order: encoders of the pre-training objective "
-                             "(e.g. target_encoder encoder for vjepa) and 'random' (the control); default: the "
-                             "encoder the objective evaluates, then random")
-    parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N")
-    parser.add_argument("--num-workers", type=int, help="data loader workers (default: 1 on CPU, the config's on GPU)")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--checkpoint", help="probe this pre-training checkpoint instead of pre-training "
-                                             "(its toy set and step count come from the checkpoint)")
-    parser.add_argument("--set", dest="pretrain_set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
-                        help="override keys of the pre-training config, e.g. objective.var_weight=1.0 "
-                             "(use another --out per recipe: the run folder is named by the budget only)")
-    parser.add_argument("--probe-set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
-                        help="override keys of both toy probe configs, e.g. 'optim.lr=[1e-2,3e-3]'")
-    parser.add_argument("--out", default="runs/quality", help="folder for the runs, features and the table")
+    parser.add_argument("--budget", choices=sorted(BUDGETS), default="cpu", help="sizes, seeds and rows")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (every run on cuda:0)")
+    parser.add_argument("--out", type=Path, help="output folder (default: runs/quality_<budget>)")
+    parser.add_argument("--rows", nargs="+", choices=ROWS, help="rows to run (default: the budget's)")
+    parser.add_argument("--steps", nargs="+", type=int, help="pre-training steps: the learning curve")
+    parser.add_argument("--pretrain-seeds", type=int, help="pre-training seeds of each row")
+    parser.add_argument("--probe-seeds", type=int, help="probe seeds of each encoder")
+    parser.add_argument("--num-train", type=int, help="training clips per task (default: the budget's)")
+    parser.add_argument("--num-val", type=int, help="validation clips per task (default: the budget's)")
+    parser.add_argument("--probe-epochs", type=int, help="epochs of each probe (default: the budget's)")
+    parser.add_argument("--parallel", type=int, default=1, help="runs side by side (GPU: 4-8)")
+    parser.add_argument("--threads", type=int, help="intra-op threads of each run (default: the cores / --parallel)")
+    parser.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                        help="overrides of configs/vjepa_tiny.yaml for every pre-training run (the recipe)")
+    parser.add_argument("--variant", nargs="+", action="append", default=[], metavar=("NAME", "KEY=VALUE"),
+                        help="an extra V-JEPA row: a name and its overrides (repeatable)")
     args = parser.parse_args(argv)
+    for variant in args.variant:
+        if len(variant) < 2:
+            parser.error(f"--variant {variant[0]}: give a name and at least one KEY=VALUE override")
+    args.variant = [(v[0], v[1:]) for v in args.variant]
+    # Runs side by side must not each take every core: oversubscribed threads slow them all.
+    args.threads = args.threads or max(1, (os.cpu_count() or 1) // args.parallel)
+    return args
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
     setup_logging(0)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if (args.steps is not None and args.steps < 1) or (args.probe_epochs is not None and args.probe_epochs < 1):
-        parser.error("--steps and --probe-epochs must be positive")
-    budget = dataclasses.replace(BUDGETS[args.budget], steps=args.steps or BUDGETS[args.budget].steps,
-                                 probe_epochs=args.probe_epochs or BUDGETS[args.budget].probe_epochs)
-    device = str(resolve_device(args.device))
-    out = Path(args.out)
-
+    base = BUDGETS[args.budget]
+    budget = Budget(steps=tuple(args.steps or base.steps), batch_size=base.batch_size,
+                    num_train=args.num_train or base.num_train, num_val=args.num_val or base.num_val,
+                    pretrain_seeds=args.pretrain_seeds or base.pretrain_seeds,
+                    probe_seeds=args.probe_seeds or base.probe_seeds,
+                    probe_epochs=args.probe_epochs or base.probe_epochs, rows=tuple(args.rows or base.rows))
+    out = (args.out or REPO / "runs" / f"quality_{args.budget}").resolve()
     started = time.monotonic()
-    if args.checkpoint:
-        if args.pretrain_set:
-            parser.error("--set changes the pre-training recipe; with --checkpoint there is no pre-training")
-        checkpoint = Path(args.checkpoint)
-        state = load_checkpoint(checkpoint)
-        pre, steps = config_from_dict(state["config"], where=f"{checkpoint} (saved config)"), state["step"]
-        del state
-        if args.num_workers is not None:
-            pre.data.num_workers = args.num_workers
-    else:
-        pre = pretrain_config(budget, out, device, args.num_workers, args.pretrain_set)
-        steps = pre.train.epochs * pre.train.steps_per_epoch
-        checkpoint = pre.run_dir / "latest.pt"
-    try:  # checked before pre-training, not minutes after it
-        labels = encoder_rows(pre.objective.name, args.encoders)
-    except ValueError as exc:
-        parser.error(str(exc))
-    if not args.checkpoint:
-        logger.info("pre-training %s for %d steps on %s -> %s", pre.model.name, steps, device, pre.run_dir)
-        launch_local(pre, [device])  # resumes, or returns at once when the run is complete
-    pretrain_s = time.monotonic() - started
-
-    rows: dict[str, dict[str, dict]] = {}
-    for key, label in labels.items():
-        if key == RANDOM:
-            encoder, info = load_frozen_encoder(checkpoint, random_init=True, seed=pre.run.seed)
-        else:
-            encoder, info = load_frozen_encoder(checkpoint, key)
-        rows[label] = {}
-        for task in TASKS:
-            cfg = load_eval_config(REPO / "configs" / "eval" / f"toy_{task}.yaml",
-                                   probe_overrides(pre, budget.probe_epochs, out / "features", pre.data.num_workers)
-                                   + args.probe_set)
-            # A folder per probe setting, so that another --probe-epochs or --probe-set starts afresh.
-            setting = hashlib.sha1(json.dumps(cfg.to_dict(), sort_keys=True).encode()).hexdigest()[:8]
-            result = run_probe(cfg, encoder, info, checkpoint.parent / f"probe_{task}_{key}_{setting}", device)
-            probe_epochs, probe_data = cfg.train.epochs, cfg.data
-            rows[label][task] = {"top1": result.top1, "top5": result.top5,
-                                 "chance_top1": result.results["chance_top1"], "results": str(result.results_path)}
-    total_s = time.monotonic() - started
-
-    budget_name = "given checkpoint" if args.checkpoint else f"{args.budget} budget"
-    title = (f"Toy tasks, attentive probe on frozen {pre.model.name} ({budget_name}: {steps} pre-training "
-             f"steps of {pre.data.batch_size} clips on {pre.data.toy_num_train} videos; probe {probe_epochs} epochs "
-             f"on {probe_data.toy_num_train} train / {probe_data.toy_num_val} val videos; {device}; "
-             f"{pretrain_s / 60:.1f} min pre-training, {total_s / 60:.1f} min in all)")
-    table = format_table(rows, title)
-    print(table)
-    summary = {"budget": budget_name, "steps": steps, "device": device, "probe_epochs": probe_epochs,
-               "toy_num_train": pre.data.toy_num_train, "probe_num_train": probe_data.toy_num_train,
-               "probe_num_val": probe_data.toy_num_val,
-               "pretrain_minutes": pretrain_s / 60, "total_minutes": total_s / 60,
-               "checkpoint": str(checkpoint), "rows": rows}
-    out.mkdir(parents=True, exist_ok=True)
-    stem = out / f"quality_{'checkpoint' if args.checkpoint else args.budget}_{steps}steps"
-    if args.probe_set:  # another probe setting of the same pre-training: a table of its own
-        stem = stem.with_name(f"{stem.name}_probe-{hashlib.sha1(' '.join(args.probe_set).encode()).hexdigest()[:6]}")
-    stem.with_suffix(".md").write_text(table + "\n")
-    stem.with_suffix(".json").write_text(json.dumps(summary, indent=1))
-    print(stem.with_suffix(".md"))
-    return summary
+    frames = load_config(MAIN_CONFIG).data
+    lists = ensure_bench_tasks(REPO / "data" / "bench", num_train=budget.num_train, num_val=budget.num_val,
+                               frames=16, size=frames.crop_size, seed=0)
+    encoders = plan(args, budget, lists, out)
+    pretrain(encoders, args)
+    probe(encoders, budget, lists, out, args)
+    table = summarise(encoders)
+    header = (f"## Quality, budget {args.budget} ({args.device}): {', '.join(map(str, budget.steps))} pre-training "
+              f"steps of batch {budget.batch_size}, {budget.pretrain_seeds} pre-training seed(s), "
+              f"{budget.probe_seeds} probe seed(s), {budget.num_train} / {budget.num_val} clips per task")
+    text = markdown(table, header)
+    (out / "quality.md").write_text(text)
+    (out / "quality.json").write_text(json.dumps({"budget": dataclasses.asdict(budget), "device": args.device,
+                                                  "overrides": args.overrides, "variants": args.variant,
+                                                  "table": table}, indent=1, default=list))
+    print(text)
+    print(f"({(time.monotonic() - started) / 60:.1f} min)  {out / 'quality.md'}")
+    return table
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The toy-quality experiment (evals.quality): which encoders it probes, and that it runs from the root."""
+"""The quality benchmark (evals.quality): what it runs, how it reads the probes, and that it starts."""
 
 from __future__ import annotations
 
@@ -8,26 +8,51 @@ from pathlib import Path
 
 import pytest
 
-from evals.quality import RANDOM, encoder_rows
+from evals.quality import BUDGETS, Budget, markdown, parse_args, plan, summarise
+from vjm.config import load_config
+from vjm.data.bench_tasks import NUM_CLASSES, TASKS
 
 REPO = Path(__file__).resolve().parents[1]
+LISTS = {split: {task: f"/bench/{split}_{task}.txt" for task in TASKS} for split in ("train", "val")}
 
 
-def test_rows_default_to_the_objectives_encoder_then_the_control():
-    assert list(encoder_rows("vjepa", None)) == ["target_encoder", RANDOM]
-    rows = encoder_rows("vjepa", ["encoder", "target_encoder", RANDOM])
-    assert list(rows) == ["encoder", "target_encoder", RANDOM]
-    assert rows[RANDOM] == "random init (control)" and rows["encoder"] == "vjepa, encoder"
+def small_budget(**changes) -> Budget:
+    fields = {**BUDGETS["cpu"].__dict__, "steps": (8,), "pretrain_seeds": 2, "probe_seeds": 2, **changes}
+    return Budget(**fields)
 
 
-def test_an_encoder_the_objective_lacks_names_the_choices():
-    with pytest.raises(ValueError, match="--encoders context: objective 'vjepa' has the encoders target_encoder, "
-                                         "encoder; choose from those and 'random'"):
-        encoder_rows("vjepa", ["context"])
+def test_plan_writes_one_config_per_run_with_its_data_and_length(tmp_path):
+    args = parse_args(["--variant", "patch8", "model.patch_size=8"])
+    encoders = plan(args, small_budget(), LISTS, tmp_path)
+    rows = [(enc.row, enc.seed) for enc in encoders]
+    assert rows == [("vjepa", 0), ("vjepa_patch8", 0), ("supervised_digit", 0), ("supervised_speed", 0),
+                    (f"supervised_{TASKS[2]}", 0), ("vjepa", 1), ("vjepa_patch8", 1), ("random", 0),
+                    ("random (vjepa_patch8)", 0)]
+    vjepa = load_config(encoders[0].config)
+    assert vjepa.objective.name == "vjepa" and vjepa.data.train == [LISTS["train"][task] for task in TASKS]
+    assert vjepa.train.epochs * vjepa.train.steps_per_epoch >= 8 and vjepa.run.seed == 0
+    supervised = load_config(encoders[2].config)
+    assert (supervised.objective.name, supervised.objective.num_classes) == ("supervised", NUM_CLASSES["digit"])
+    assert supervised.data.train == [LISTS["train"]["digit"]] and supervised.masks == [] and not supervised.data.hflip
+    assert load_config(encoders[-1].config).model.patch_size == 8  # each architecture has its own control
+
+
+def test_the_table_pools_seeds_and_reads_the_gap_against_its_own_control(tmp_path):
+    encoders = plan(parse_args([]), small_budget(), LISTS, tmp_path)
+    readings = {"vjepa": 40.0, "supervised": 80.0, "random": 20.0}
+    for enc in encoders:
+        base = readings[enc.row.split("_")[0]]
+        enc.probes = {task: [base + enc.seed, base + enc.seed + 2] for task in enc.tasks}
+    table = summarise(encoders)
+    vjepa = table["vjepa (8 steps)"]["digit"]
+    assert vjepa["n"] == 4 and vjepa["mean"] == pytest.approx(41.5)
+    assert vjepa["gap_closed"] == pytest.approx((41.5 - 21.0) / (81.0 - 21.0))
+    text = markdown(table, "## test")
+    assert "| chance | - | 10.0 |" in text and "41.5 ± 1.3 (n=4, 34% of gap)" in text
 
 
 def test_runs_as_a_module_from_the_repository_root():
     done = subprocess.run([sys.executable, "-m", "evals.quality", "--help"], capture_output=True, text=True,
                           cwd=REPO, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert "--encoders" in done.stdout and "--checkpoint" in done.stdout
+    assert "--budget" in done.stdout and "--variant" in done.stdout

@@ -8,6 +8,8 @@ MAX_TOKENS = 4096  # enough for a stable estimate at any width vjm uses, cheap a
 
 
 @torch.no_grad()
+@torch.autocast("cuda", enabled=False)  # in fp32 whatever the step's autocast: eigh has no bf16 kernel
+@torch.autocast("cpu", enabled=False)
 def effective_rank(tokens: torch.Tensor) -> torch.Tensor:
     """Effective rank (Roy & Vetterli, 2007) of a set of features (..., D): exp of the entropy of
     the normalised singular values of the centred features. D for isotropic features, 1 when they

@@ -1,7 +1,9 @@
 """Supervised training of an encoder with the labels: the upper bound of a quality comparison.
 
-The encoder's tokens are mean-pooled, layer-normalised and classified by a linear layer; the loss
-is cross-entropy (with optional label smoothing). It runs through the same engine as the
+The encoder's tokens are classified by an attentive pooler (the probe's: a learned query
+cross-attends over them) or by their mean, layer-normalised, through a linear layer; the loss is
+cross-entropy (with optional label smoothing). Mean pooling discards where and when each token
+was, which motion tasks need; the attentive head keeps it, as the probe does. It runs through the same engine as the
 self-supervised objectives, so the bound and the pre-trained encoders share data, schedules and
 checkpoints, and the probe evaluates its encoder like any other.
 """
@@ -15,6 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from vjm.config import AT_LEAST_1, Config, ObjectiveConfig, Range, param
+from vjm.eval.pooler import AttentiveClassifier
 from vjm.models import build_encoder
 
 from .base import Objective
@@ -28,6 +31,10 @@ class SupervisedConfig(ObjectiveConfig):
     name: str = param("supervised", "pre-training objective; its own keys are documented in vjm/objectives/<name>.py")
     num_classes: int = param(10, "classes of the labels (labels run from 0 to num_classes - 1)", range=Range(2))
     label_smoothing: float = param(0.0, "label smoothing of the cross-entropy", range=Range(0, 1, open_hi=True))
+    head: str = param("attentive", "classifier over the tokens: the probe's attentive pooler, or mean pooling",
+                      choices=("attentive", "mean"))
+    num_heads: int = param(12, "attention heads of the attentive head (must divide the encoder's width)",
+                           range=AT_LEAST_1)
 
 
 class MeanPoolClassifier(nn.Module):
@@ -49,16 +56,22 @@ class Supervised(Objective):
     encoders = ("encoder",)
     eval_encoder = "encoder"
 
-    def __init__(self, encoder: nn.Module, num_classes: int, label_smoothing: float = 0.0):
+    def __init__(self, encoder: nn.Module, num_classes: int, label_smoothing: float = 0.0, head: str = "attentive",
+                 num_heads: int = 12):
         super().__init__()
         self.encoder = encoder
-        self.head = MeanPoolClassifier(encoder.embed_dim, num_classes)
+        if head == "attentive":
+            self.head = AttentiveClassifier(encoder.embed_dim, num_classes, num_heads=num_heads)
+        elif head == "mean":
+            self.head = MeanPoolClassifier(encoder.embed_dim, num_classes)
+        else:
+            raise ValueError(f"Supervised: head must be 'attentive' or 'mean', got {head!r}")
         self.num_classes, self.label_smoothing = num_classes, label_smoothing
 
     @classmethod
     def from_config(cls, cfg: Config) -> "Supervised":
         obj: SupervisedConfig = cfg.objective  # type: ignore[assignment]
-        return cls(build_encoder(cfg.model), obj.num_classes, obj.label_smoothing)
+        return cls(build_encoder(cfg.model), obj.num_classes, obj.label_smoothing, obj.head, obj.num_heads)
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         labels = batch["label"]
