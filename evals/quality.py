@@ -156,7 +156,8 @@ def plan(args, budget: Budget, lists: dict, out: Path) -> list[Encoder]:
 def random_controls(encoders: list[Encoder], args, out: Path) -> list[Encoder]:
     """One random-init control per encoder architecture of the table (the main recipe's is 'random')."""
     main = load_config(MAIN_CONFIG, args.overrides)
-    controls = {repr(main.model): Encoder("random", TASKS, 0, config=save_config(main, out / "configs" / "random.yaml"))}
+    main_config = save_config(main, out / "configs" / "random.yaml")
+    controls = {repr(main.model): Encoder("random", TASKS, 0, config=main_config)}
     for enc in encoders:
         model = load_config(enc.config).model
         if repr(model) not in controls:
@@ -311,7 +312,8 @@ def markdown(table: dict[str, dict], header: str) -> str:
                 continue
             r = row[task]
             gap = r.get("gap_closed")
-            gap_text = f", {100 * gap:.0f}% of gap" if gap is not None and not label.startswith(("random", "sup")) else ""
+            shown = gap is not None and not label.startswith(("random", "supervised"))
+            gap_text = f", {100 * gap:.0f}% of gap" if shown else ""
             cells.append(f"{r['mean']:.1f} ± {r['std']:.1f} (n={r['n']}{gap_text})")
         minutes = f"{row['pretrain_minutes']:.1f}" if row["pretrain_minutes"] is not None else "-"
         lines.append(f"| {label} | {minutes} | " + " | ".join(cells) + " |")

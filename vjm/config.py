@@ -378,11 +378,12 @@ def _unknown_variant(key: str, raw: Any, variants: Mapping[str, type]) -> str:
 
 
 # Keys that moved when objectives became plugins: an old config gets told where each went.
+_VICREG = "regularizers: [{kind: vicreg, apply_to: context, var_weight: ..., cov_weight: ...}]"
 MOVED_KEYS = {
     "predictor": "objective.predictor (V-JEPA's own section)",
     "optim.ema_momentum": "objective.ema_momentum (V-JEPA's own section)",
-    "objective.context_var_weight": "regularizers: [{kind: vicreg, apply_to: context, var_weight: ..., cov_weight: ...}]",
-    "objective.context_cov_weight": "regularizers: [{kind: vicreg, apply_to: context, var_weight: ..., cov_weight: ...}]",
+    "objective.context_var_weight": _VICREG,
+    "objective.context_cov_weight": _VICREG,
 }
 
 
@@ -664,8 +665,12 @@ def apply_overrides(raw: dict[str, Any], overrides: Sequence[str], cls: type = C
                 tp = _hints(cls)[part]
                 if node.get(part) is None:
                     default_from = fields[part].metadata.get("default_from")
-                    node[part] = ({} if _is_section(tp) else
-                                  copy.deepcopy(list(default_from(raw))) if default_from else _field_default(fields[part]))
+                    if _is_section(tp):
+                        node[part] = {}
+                    elif default_from is not None:
+                        node[part] = copy.deepcopy(list(default_from(raw)))
+                    else:
+                        node[part] = _field_default(fields[part])
                 node, cls = node[part], (_section_class(fields[part], tp, node[part]) if _is_section(tp) else None)
                 continue
             if isinstance(node, list):

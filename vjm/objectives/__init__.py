@@ -15,5 +15,5 @@ from .registry import objective_class, objective_configs, objective_names, regis
 from .supervised import Supervised, SupervisedConfig  # noqa: E402
 from .vjepa import VJEPA, VJEPAConfig  # noqa: E402
 
-__all__ = ["Objective", "Supervised", "SupervisedConfig", "VJEPA", "VJEPAConfig", "build_objective", "objective_class", "objective_configs",
-           "objective_names", "register_objective"]
+__all__ = ["Objective", "Supervised", "SupervisedConfig", "VJEPA", "VJEPAConfig", "build_objective", "objective_class",
+           "objective_configs", "objective_names", "register_objective"]
