@@ -39,6 +39,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -169,43 +170,63 @@ def random_controls(encoders: list[Encoder], args, out: Path) -> list[Encoder]:
 # ----------------------------------------------------------------------------- jobs
 
 
-def run_jobs(jobs: list[tuple[str, list[str], Path]], parallel: int, threads: int | None) -> dict[str, float]:
-    """Run ``(name, command, log)`` subprocesses, ``parallel`` at a time; -> {name: seconds}.
+@dataclass
+class Job:
+    """One subprocess: a pre-training run or a probe."""
+
+    name: str
+    command: list[str]
+    log: Path
+    after: str | None = None  # the job that must finish first (a probe waits for its pre-training)
+    on_done: Callable[[float], None] | None = None  # called with its wall-clock seconds
+
+
+def run_jobs(jobs: list[Job], parallel: int, threads: int | None) -> None:
+    """Run the jobs, ``parallel`` at a time, each as soon as the job it waits for has finished, so
+    the controls' probes fill the slots the pre-training runs leave free.
 
     A failed job stops the benchmark with the end of its log."""
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     if threads:
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    pending, running, seconds = list(jobs), {}, {}
+    pending, running, finished = list(jobs), {}, set()
     total, started = len(jobs), time.monotonic()
     while pending or running:
-        while pending and len(running) < parallel:
-            name, command, log = pending.pop(0)
-            log.parent.mkdir(parents=True, exist_ok=True)
-            handle = log.open("w")
-            running[name] = (subprocess.Popen(command, cwd=REPO, env=env, stdout=handle, stderr=subprocess.STDOUT),
-                             handle, log, time.monotonic())
-            logger.info("started %s (log %s)", name, log)
+        ready = [job for job in pending if job.after is None or job.after in finished]
+        while ready and len(running) < parallel:
+            job = ready.pop(0)
+            pending.remove(job)
+            job.log.parent.mkdir(parents=True, exist_ok=True)
+            handle = job.log.open("w")
+            process = subprocess.Popen(job.command, cwd=REPO, env=env, stdout=handle, stderr=subprocess.STDOUT)
+            running[job.name] = (job, process, handle, time.monotonic())
+            logger.info("started %s (log %s)", job.name, job.log)
+        if not running:  # everything left waits for a job that is not in this list
+            missing = sorted({job.after for job in pending} - finished)
+            raise RuntimeError(f"jobs wait for jobs that never run: {missing}")
         time.sleep(0.5)
-        for name, (proc, handle, log, t0) in list(running.items()):
-            if proc.poll() is None:
+        for name, (job, process, handle, t0) in list(running.items()):
+            if process.poll() is None:
                 continue
             handle.close()
             del running[name]
-            if proc.returncode != 0:
-                for other in running.values():
-                    other[0].terminate()
-                tail = "".join(log.read_text().splitlines(keepends=True)[-25:])
-                raise RuntimeError(f"{name} failed (exit {proc.returncode}); the end of {log}:\n{tail}")
-            seconds[name] = time.monotonic() - t0
+            if process.returncode != 0:
+                for _, other, _, _ in running.values():
+                    other.terminate()
+                tail = "".join(job.log.read_text().splitlines(keepends=True)[-25:])
+                raise RuntimeError(f"{name} failed (exit {process.returncode}); the end of {job.log}:\n{tail}")
+            seconds = time.monotonic() - t0
+            finished.add(name)
+            if job.on_done:
+                job.on_done(seconds)
             done = total - len(pending) - len(running)
-            elapsed = time.monotonic() - started
-            logger.info("finished %s in %.0f s [%d/%d, %.0f s elapsed]", name, seconds[name], done, total, elapsed)
-    return seconds
+            logger.info("finished %s in %.0f s [%d/%d, %.0f s elapsed]", name, seconds, done, total,
+                        time.monotonic() - started)
 
 
-def pretrain(encoders: list[Encoder], args) -> None:
-    jobs, todo = [], {}
+def pretraining_jobs(encoders: list[Encoder], args) -> list[Job]:
+    """A job per encoder still to pre-train; the others get their recorded pre-training time."""
+    jobs = []
     for enc in encoders:
         if enc.run_dir is None:
             continue
@@ -213,16 +234,18 @@ def pretrain(encoders: list[Encoder], args) -> None:
         if marker.is_file():
             enc.pretrain_s = json.loads(marker.read_text())["seconds"]
             continue
+        if args.report_only:
+            logger.warning("not pre-trained yet: %s (left out of the table)", enc.run_dir.name)
+            continue
+
+        def done(seconds: float, enc: Encoder = enc, marker: Path = marker) -> None:
+            enc.pretrain_s = seconds
+            marker.write_text(json.dumps({"seconds": seconds}))
+
         device = "cpu" if args.device == "cpu" else "cuda:0"
         command = [sys.executable, "-m", "launch.local", "--fname", str(enc.config), "--devices", device]
-        jobs.append((enc.run_dir.name, command, enc.run_dir.parent / f"{enc.run_dir.name}.log"))
-        todo[enc.run_dir.name] = enc
-    if jobs:
-        logger.info("pre-training %d run(s), %d at a time", len(jobs), args.parallel)
-    for name, seconds in run_jobs(jobs, args.parallel, args.threads).items():
-        enc = todo[name]
-        enc.pretrain_s = seconds
-        (enc.run_dir / "pretrain_done.json").write_text(json.dumps({"seconds": seconds}))
+        jobs.append(Job(enc.run_dir.name, command, enc.run_dir.parent / f"{enc.run_dir.name}.log", on_done=done))
+    return jobs
 
 
 def probe_command(enc: Encoder, task: str, probe_seed: int, budget: Budget, lists: dict, out: Path,
@@ -242,20 +265,43 @@ def probe_command(enc: Encoder, task: str, probe_seed: int, budget: Budget, list
     return command, folder
 
 
-def probe(encoders: list[Encoder], budget: Budget, lists: dict, out: Path, args) -> None:
+def probe_jobs(encoders: list[Encoder], budget: Budget, lists: dict, out: Path, args,
+               pretraining: list[Job]) -> tuple[list[Job], dict[Path, tuple[Encoder, str]]]:
+    """The probes still to run (each after its encoder's pre-training), and where each reading lands."""
     jobs, where = [], {}
-    for enc in encoders:
-        for task in enc.tasks:
-            for seed in range(budget.probe_seeds):
+    to_pretrain = {job.name for job in pretraining}
+    # Controls first (they wait for nothing), then seed-major: an encoder's first probe caches its
+    # features before its other seeds start.
+    order = sorted(encoders, key=lambda enc: enc.run_dir is not None)
+    for seed in range(budget.probe_seeds):
+        for enc in order:
+            trained = enc.run_dir is None or enc.pretrain_s is not None or enc.run_dir.name in to_pretrain
+            if not trained:  # --report-only: not pre-trained
+                continue
+            for task in enc.tasks:
                 command, folder = probe_command(enc, task, seed, budget, lists, out, args)
                 where[folder] = (enc, task)
                 if not (folder / "results.json").is_file():
-                    jobs.append((f"probe {folder.parent.name} {folder.name}", command, folder / "probe.log"))
-    if jobs:
-        logger.info("probing: %d probe(s), %d at a time", len(jobs), args.parallel)
-    run_jobs(jobs, args.parallel, args.threads)
+                    after = enc.run_dir.name if enc.run_dir and enc.run_dir.name in to_pretrain else None
+                    jobs.append(Job(f"probe {folder.parent.name} {folder.name}", command, folder / "probe.log",
+                                    after=after))
+    return jobs, where
+
+
+def run_benchmark(encoders: list[Encoder], budget: Budget, lists: dict, out: Path, args) -> None:
+    """Pre-train and probe what is not done yet, then read every finished probe into its encoder."""
+    pretraining = pretraining_jobs(encoders, args)
+    probes, where = probe_jobs(encoders, budget, lists, out, args, pretraining)
+    if args.report_only:
+        if probes:
+            logger.warning("%d probe(s) not finished (left out of the table)", len(probes))
+    elif pretraining or probes:
+        logger.info("%d pre-training run(s) and %d probe(s), %d at a time", len(pretraining), len(probes),
+                    args.parallel)
+        run_jobs(pretraining + probes, args.parallel, args.threads)
     for folder, (enc, task) in sorted(where.items()):
-        enc.probes.setdefault(task, []).append(json.loads((folder / "results.json").read_text())["top1"])
+        if (folder / "results.json").is_file():
+            enc.probes.setdefault(task, []).append(json.loads((folder / "results.json").read_text())["top1"])
 
 
 # ----------------------------------------------------------------------------- the table
@@ -340,6 +386,8 @@ def parse_args(argv):
     parser.add_argument("--probe-epochs", type=int, help="epochs of each probe (default: the budget's)")
     parser.add_argument("--parallel", type=int, default=1, help="runs side by side (GPU: 4-8)")
     parser.add_argument("--threads", type=int, help="intra-op threads of each run (default: the cores / --parallel)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="train and probe nothing: the table of what has finished (e.g. copied from elsewhere)")
     parser.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                         help="overrides of configs/vjepa_tiny.yaml for every pre-training run (the recipe)")
     parser.add_argument("--variant", nargs="+", action="append", default=[], metavar=("NAME", "KEY=VALUE"),
@@ -367,10 +415,9 @@ def main(argv=None) -> dict:
     started = time.monotonic()
     frames = load_config(MAIN_CONFIG).data
     lists = ensure_bench_tasks(REPO / "data" / "bench", num_train=budget.num_train, num_val=budget.num_val,
-                               frames=16, size=frames.crop_size, seed=0)
+                               frames=16, size=frames.crop_size, seed=0, workers=os.cpu_count())
     encoders = plan(args, budget, lists, out)
-    pretrain(encoders, args)
-    probe(encoders, budget, lists, out, args)
+    run_benchmark(encoders, budget, lists, out, args)
     table = summarise(encoders)
     header = (f"## Quality, budget {args.budget} ({args.device}): {', '.join(map(str, budget.steps))} pre-training "
               f"steps of batch {budget.batch_size}, {budget.pretrain_seeds} pre-training seed(s), "

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from evals.quality import BUDGETS, Budget, markdown, parse_args, plan, summarise
+from evals.quality import BUDGETS, Budget, Job, markdown, parse_args, plan, probe_jobs, run_jobs, summarise
 from vjm.config import load_config
 from vjm.data.bench_tasks import NUM_CLASSES, TASKS
 
@@ -56,3 +56,47 @@ def test_runs_as_a_module_from_the_repository_root():
                           cwd=REPO, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "--budget" in done.stdout and "--variant" in done.stdout
+
+
+def _writer(tmp_path: Path, name: str, seconds: float = 0.0) -> list[str]:
+    """A command that sleeps, then appends its name to order.txt."""
+    code = f"import time; time.sleep({seconds}); open({str(tmp_path / 'order.txt')!r}, 'a').write({name!r} + ' ')"
+    return [sys.executable, "-c", code]
+
+
+def test_jobs_start_when_what_they_wait_for_has_finished(tmp_path):
+    done = []
+    jobs = [Job("pretrain", _writer(tmp_path, "pretrain", 1.0), tmp_path / "a.log", on_done=done.append),
+            Job("probe", _writer(tmp_path, "probe"), tmp_path / "b.log", after="pretrain"),
+            Job("control", _writer(tmp_path, "control"), tmp_path / "c.log")]
+    run_jobs(jobs, parallel=3, threads=1)
+    # The control does not wait behind the probe, and the probe waits for its pre-training.
+    assert (tmp_path / "order.txt").read_text().split() == ["control", "pretrain", "probe"]
+    assert len(done) == 1 and done[0] >= 1.0
+
+
+def test_a_failed_job_stops_the_benchmark_with_its_log(tmp_path):
+    jobs = [Job("bad", [sys.executable, "-c", "print('the reason'); raise SystemExit(3)"], tmp_path / "bad.log"),
+            Job("later", _writer(tmp_path, "later"), tmp_path / "later.log", after="bad")]
+    with pytest.raises(RuntimeError, match=r"bad failed \(exit 3\)[\s\S]*the reason"):
+        run_jobs(jobs, parallel=2, threads=1)
+    with pytest.raises(RuntimeError, match="never run: \\['missing'\\]"):
+        run_jobs([Job("orphan", _writer(tmp_path, "x"), tmp_path / "o.log", after="missing")], 1, 1)
+
+
+def test_report_only_reads_what_finished_and_runs_nothing(tmp_path):
+    args = parse_args(["--report-only"])
+    encoders = plan(args, small_budget(probe_seeds=1), LISTS, tmp_path)
+    trained = encoders[0]  # vjepa seed 0: pre-trained and probed on digit only
+    trained.run_dir.mkdir(parents=True)
+    (trained.run_dir / "pretrain_done.json").write_text('{"seconds": 60}')
+    finished = tmp_path / "probes" / trained.run_dir.name / "digit_probe0"
+    finished.mkdir(parents=True)
+    (finished / "results.json").write_text('{"top1": 42.0}')
+    from evals.quality import run_benchmark
+
+    run_benchmark(encoders, small_budget(probe_seeds=1), LISTS, tmp_path, args)
+    assert trained.pretrain_s == 60 and trained.probes == {"digit": [42.0]}
+    assert all(not enc.probes for enc in encoders[1:])
+    jobs, _ = probe_jobs(encoders, small_budget(probe_seeds=1), LISTS, tmp_path, args, [])
+    assert all(job.after is None for job in jobs) and not any("vjepa_8steps_seed1" in job.name for job in jobs)

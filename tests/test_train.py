@@ -305,3 +305,23 @@ def test_rng_state_restores_from_a_checkpoint_loaded_onto_the_gpu():
     set_rng_state(on_gpu)
     assert torch.equal(torch.rand(3), expected[0])
     assert torch.equal(torch.rand(3, device="cuda"), expected[1])
+
+
+def test_vjepa_context_loss_compares_the_predictor_at_visible_tokens_with_their_targets():
+    torch.manual_seed(0)
+    from vjm.models import build
+
+    encoder = build("vit_tiny", embed_dim=8, depth=1, num_heads=2)
+    predictor = Predictor(8, width=8, depth=1, kind="attention", num_heads=2, num_mask_tokens=1)
+    objective = VJEPA(encoder, predictor, context_weight=0.5)
+    clip = torch.randn(2, 3, 2, 32, 32)
+    ctx, tgt = torch.tensor([[0, 1], [0, 2]]), torch.tensor([[2, 3], [1, 3]])
+    loss, metrics = objective({"clip": clip, "masks": [(ctx, tgt)]})
+    with torch.no_grad():
+        full = torch.nn.functional.layer_norm(objective.target_encoder(clip), (8,))
+    pred, pred_context = predictor(encoder(clip, keep=ctx), ctx, tgt, (1, 2, 2), with_context=True)
+    torch.testing.assert_close(pred, predictor(encoder(clip, keep=ctx), ctx, tgt, (1, 2, 2)))
+    on_targets = (pred - torch.stack([full[b, tgt[b]] for b in range(2)])).abs().mean()
+    on_context = (pred_context - torch.stack([full[b, ctx[b]] for b in range(2)])).abs().mean()
+    torch.testing.assert_close(metrics["l1_context"], on_context.detach())
+    torch.testing.assert_close(loss, on_targets + 0.5 * on_context)

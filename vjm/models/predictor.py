@@ -33,8 +33,11 @@ class Predictor(nn.Module):
         self.proj = nn.Linear(width, embed_dim)
 
     def forward(self, context: torch.Tensor, context_idx: torch.Tensor, target_idx: torch.Tensor,
-                grid: tuple[int, int, int], mask_index: int = 0) -> torch.Tensor:
-        """context: (B, Kc, D) encoder output at context_idx (B, Kc); -> (B, Kt, D) at target_idx."""
+                grid: tuple[int, int, int], mask_index: int = 0, with_context: bool = False):
+        """context: (B, Kc, D) encoder output at context_idx (B, Kc); -> (B, Kt, D) at target_idx.
+
+        ``with_context``: also return the outputs at the context positions, (B, Kc, D), as a pair
+        (targets, context) -- for a loss on the visible tokens too (V-JEPA 2.1's dense loss)."""
         if not 0 <= mask_index < self.mask_tokens.shape[0]:
             raise IndexError(f"Predictor: mask_index {mask_index} but only {self.mask_tokens.shape[0]} mask tokens")
         batch, num_context = context_idx.shape
@@ -47,4 +50,7 @@ class Predictor(nn.Module):
         order = torch.cat([context_idx, target_idx], dim=1).argsort(dim=1)
         tokens = self.body(gather_tokens(tokens, order))
         slot = order.argsort(dim=1)  # where each input token sits in the merged sequence
+        if with_context:
+            outputs = self.proj(gather_tokens(tokens, slot))
+            return outputs[:, num_context:], outputs[:, :num_context]
         return self.proj(gather_tokens(tokens, slot[:, num_context:]))

@@ -58,6 +58,9 @@ class VJEPAConfig(ObjectiveConfig):
     var_form: str = param("sqrt", "variance term: mean sqrt(var + eps), or mean relu(1 - std) (V-JEPA's code)",
                           choices=("sqrt", "hinge"))
     target_layernorm: bool = param(True, "layer-normalise target features before the loss")
+    context_weight: float = param(0.0, "weight of the same loss on the predictor's outputs at the visible context "
+                                  "tokens against their target features (V-JEPA 2.1's dense loss); 0 = off",
+                                  range=NONNEG)
     ema_momentum: tuple[float, float] = param((0.998, 1.0), "target-encoder EMA momentum, start and end (linear)",
                                               range=PROB, ascending=True)
     predictor: PredictorConfig = field(default_factory=PredictorConfig)
@@ -92,7 +95,7 @@ class VJEPA(Objective):
 
     def __init__(self, encoder: nn.Module, predictor: nn.Module, loss: str = "l1", var_weight: float = 0.0,
                  var_form: str = "sqrt", target_layernorm: bool = True,
-                 ema_momentum: tuple[float, float] = (0.998, 1.0)):
+                 ema_momentum: tuple[float, float] = (0.998, 1.0), context_weight: float = 0.0):
         super().__init__()
         if loss not in ("l1", "l2"):
             raise ValueError(f"VJEPA: loss must be 'l1' or 'l2', got {loss!r}")
@@ -101,6 +104,7 @@ class VJEPA(Objective):
         self.predictor = predictor
         self.loss, self.var_weight, self.var_form = loss, var_weight, var_form
         self.target_layernorm, self.ema_momentum = target_layernorm, ema_momentum
+        self.context_weight = context_weight
 
     @classmethod
     def from_config(cls, cfg: Config) -> "VJEPA":
@@ -113,7 +117,8 @@ class VJEPA(Objective):
             merge=cfg.model.bidirectional_merge,
         )
         return cls(encoder, predictor, loss=obj.loss, var_weight=obj.var_weight, var_form=obj.var_form,
-                   target_layernorm=obj.target_layernorm, ema_momentum=tuple(obj.ema_momentum))
+                   target_layernorm=obj.target_layernorm, ema_momentum=tuple(obj.ema_momentum),
+                   context_weight=obj.context_weight)
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -131,12 +136,16 @@ class VJEPA(Objective):
         clip, masks = batch["clip"], batch["masks"]
         grid = self.encoder.patch_embed.grid(clip.shape)
         targets = self.targets(clip)
-        distances, variances, regularizer_terms, regularizer_metrics = [], [], [], []
+        distances, context_distances, variances, regularizer_terms, regularizer_metrics = [], [], [], [], []
         for mask_index, (context_idx, target_idx) in enumerate(masks):
             context = self.encoder(clip, keep=context_idx)
-            pred = self.predictor(context, context_idx, target_idx, grid, mask_index)
-            diff = pred.float() - gather_tokens(targets, target_idx).float()
-            distances.append(diff.abs().mean() if self.loss == "l1" else diff.square().mean())
+            if self.context_weight:
+                pred, pred_context = self.predictor(context, context_idx, target_idx, grid, mask_index,
+                                                    with_context=True)
+                context_distances.append(self.distance(pred_context, gather_tokens(targets, context_idx)))
+            else:
+                pred = self.predictor(context, context_idx, target_idx, grid, mask_index)
+            distances.append(self.distance(pred, gather_tokens(targets, target_idx)))
             variances.append(variance_term(pred, self.var_form))
             if self.regularizers:
                 term, values = self.regularizers(context=context)
@@ -146,6 +155,10 @@ class VJEPA(Objective):
         variance = torch.stack(variances).mean()
         loss = distance + self.var_weight * variance
         metrics = {f"{self.loss}": distance.detach(), "var": variance.detach()}
+        if context_distances:
+            context_distance = torch.stack(context_distances).mean()
+            loss = loss + self.context_weight * context_distance
+            metrics[f"{self.loss}_context"] = context_distance.detach()
         if regularizer_terms:
             loss = loss + torch.stack(regularizer_terms).mean()
             for key in regularizer_metrics[0]:
@@ -155,6 +168,10 @@ class VJEPA(Objective):
         for mask_index, value in enumerate(distances):
             metrics[f"{self.loss}_mask{mask_index}"] = value.detach()
         return loss, metrics
+
+    def distance(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        diff = pred.float() - target.float()
+        return diff.abs().mean() if self.loss == "l1" else diff.square().mean()
 
     @torch.no_grad()
     def after_optimizer_step(self, progress: float) -> dict[str, float]:
