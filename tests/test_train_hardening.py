@@ -121,7 +121,7 @@ def test_divergence_never_reaches_a_checkpoint_and_the_named_one_resumes(tmp_pat
                                             train={"epochs": epochs, "steps_per_epoch": 3, "checkpoint_every": 1}))
 
     # From scratch, a learning rate of 1e6 blows the weights up in the first update: nothing is saved.
-    with pytest.raises(DivergenceError, match=r"update of step 1 grew the weight norm .* none written yet"):
+    with pytest.raises(DivergenceError, match=r"update of step 1 grew the weight norm .* none written yet.*optim.lr=100000 to start again"):
         Trainer(config(2, 1e6, "scratch"), DistInfo()).fit()
     assert not (tmp_path / "scratch" / "latest.pt").exists()
 

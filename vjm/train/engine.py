@@ -113,6 +113,7 @@ def weight_norm(params: list[torch.Tensor]) -> float:
     """The 2-norm of all `params` together; inf or nan when any value is."""
     if not params:
         return 0.0
+    # Batched per-tensor norms, as clip_grad_norm_ computes them (get_total_norm needs torch 2.6).
     return float(torch.linalg.vector_norm(torch.stack(torch._foreach_norm([p.detach() for p in params]))))
 
 
@@ -257,13 +258,13 @@ class Trainer:
     def diverged(self, what: str) -> str:
         """The one-line stop message: what went wrong, the checkpoint to resume from, the change to make."""
         if self.saved_step is None:
-            last = "none written yet, so the run will start again from scratch"
+            last, then = "none written yet", "to start again"
         else:
-            last = f"{self.latest} (step {self.saved_step})"
+            last, then = f"{self.latest} (step {self.saved_step})", "to resume from it"
         lr = self.cfg.optim.lr
         return (f"training diverged: {what}; stopping, nothing saved. Last good checkpoint: {last}. "
                 f"Lower the learning rate (optim.lr={lr:g}) or raise optim.warmup_steps, then run the same command "
-                f"with e.g. --set optim.lr={lr / 10:g} to resume from it")
+                f"with e.g. --set optim.lr={lr / 10:g} {then}")
 
     def resume(self) -> bool:
         if not self.latest.exists():
