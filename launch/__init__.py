@@ -5,7 +5,9 @@
 
 Both end in :func:`run_training`, once per process: join the process group, set up logging,
 call the trainer (``vjm.train.engine.train``), leave the group. They write nothing themselves;
-the trainer owns the run folder.
+the trainer owns the run folder. From the start of each process SIGTERM, SIGUSR1 and SIGINT ask
+the trainer to stop after its current step with a checkpoint (vjm.train.stopping); it then raises
+``RunHalted``, whose one-line message the command-line entry points print instead of a traceback.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 from vjm.config import Config
 from vjm.console import setup_logging
 from vjm.train.distributed import DistInfo, cleanup, init_distributed
+from vjm.train.stopping import STOP
 
 logger = logging.getLogger(__name__)
 
@@ -43,8 +46,10 @@ def run_training(cfg: Config, device: str = "auto", train_fn: TrainFn | None = N
     setup_logging(dist.rank)
     logger.info("process %d of %d on %s; run folder %s", dist.rank, dist.world_size, dist.device, cfg.run_dir)
     try:
-        if train_fn is None:
-            from vjm.train.engine import train as train_fn  # imported here: launching must not need its deps
-        return train_fn(cfg, dist)
+        # A stop asked for while the model and data are being built takes effect after the first step.
+        with STOP.catching():
+            if train_fn is None:
+                from vjm.train.engine import train as train_fn  # imported here: launching must not need its deps
+            return train_fn(cfg, dist)
     finally:
         cleanup()

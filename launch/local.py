@@ -6,6 +6,10 @@
 
 Several devices: torch.multiprocessing spawns one process per device, rendezvous on 127.0.0.1 at a
 free port. One device (or --debug): training runs in this process.
+
+SIGTERM, SIGUSR1 or Ctrl-C: training stops after its current step, saves, and the command exits
+with one line saying so (code 128 + the signal's number); the same command resumes. This process
+passes the signals on to the ones it spawned.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import contextlib
 import dataclasses
 import logging
 import os
+import signal
+import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -26,6 +32,7 @@ from launch import TrainFn, add_config_args, run_training
 from vjm.config import Config, ConfigError, load_config
 from vjm.console import setup_logging
 from vjm.train.distributed import find_free_port, resolve_device
+from vjm.train.stopping import STOP_SIGNALS, RunHalted
 
 logger = logging.getLogger(__name__)
 
@@ -74,14 +81,56 @@ def _dist_env(rank: int, world_size: int, port: int | None) -> Iterator[None]:
                 os.environ[k] = v
 
 
-def _worker(rank: int, cfg: Config, devices: list[str], port: int, train_fn: TrainFn | None) -> None:
-    """Body of a spawned process (module-level so that spawn can pickle it)."""
+def _worker(rank: int, cfg: Config, devices: list[str], port: int, train_fn: TrainFn | None, halts) -> None:
+    """Body of a spawned process (module-level so that spawn can pickle it).
+
+    A run that halts (a stop signal, divergence) sends its message and exit code to the parent
+    through `halts` (from rank 0; every rank halts together) instead of a traceback.
+    """
     world_size = len(devices)
     if devices[rank] == "cpu":
         # N processes on one CPU: split the cores instead of each taking all of them.
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // world_size))
     with _dist_env(rank, world_size, port):
-        run_training(cfg, devices[rank], train_fn)
+        try:
+            run_training(cfg, devices[rank], train_fn)
+        except RunHalted as halt:
+            if rank == 0:
+                halts.put((str(halt), halt.exit_code))
+
+
+@contextlib.contextmanager
+def _forwarding_signals(processes: Sequence[mp.Process]) -> Iterator[None]:
+    """Pass stop signals received here on to the spawned processes, which stop after their step."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def forward(signum: int, frame: Any) -> None:
+        for process in processes:
+            if process.is_alive():
+                os.kill(process.pid, signum)
+
+    previous = {signum: signal.signal(signum, forward) for signum in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _spawn(cfg: Config, devices: list[str], train_fn: TrainFn | None) -> None:
+    """One process per device; raises RunHalted when they halted."""
+    port = find_free_port()
+    logger.info("spawning %d processes on %s (rendezvous 127.0.0.1:%d)", len(devices), ", ".join(devices), port)
+    halts = mp.get_context("spawn").SimpleQueue()
+    context = mp.start_processes(_worker, args=(cfg, devices, port, train_fn, halts), nprocs=len(devices),
+                                 join=False, start_method="spawn")
+    with _forwarding_signals(context.processes):
+        while not context.join():
+            pass
+    if not halts.empty():
+        raise RunHalted(*halts.get())
 
 
 def launch_local(cfg: Config, devices: Sequence[str] = ("cpu",), *, debug: bool = False,
@@ -90,7 +139,8 @@ def launch_local(cfg: Config, devices: Sequence[str] = ("cpu",), *, debug: bool 
 
     ``debug`` runs a single process in the calling thread with no data-loader workers, so that a
     debugger can step through everything. Returns the trainer's result when training ran in this
-    process; with several processes, results are in the run folder and None is returned.
+    process; with several processes, results are in the run folder and None is returned. Raises
+    RunHalted when training stopped early (a stop signal, divergence).
     """
     devices = check_devices(devices)
     if debug:
@@ -102,9 +152,7 @@ def launch_local(cfg: Config, devices: Sequence[str] = ("cpu",), *, debug: bool 
     if len(devices) == 1:
         with _dist_env(0, 1, None):
             return run_training(cfg, devices[0], train_fn)
-    port = find_free_port()
-    logger.info("spawning %d processes on %s (rendezvous 127.0.0.1:%d)", len(devices), ", ".join(devices), port)
-    mp.spawn(_worker, args=(cfg, devices, port, train_fn), nprocs=len(devices), join=True, start_method="spawn")
+    _spawn(cfg, devices, train_fn)
     return None
 
 
@@ -123,7 +171,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         devices = check_devices(args.devices or default_devices())
     except (ConfigError, FileNotFoundError, ValueError) as e:
         parser.exit(2, f"error: {e}\n")
-    launch_local(cfg, devices, debug=args.debug)
+    try:
+        launch_local(cfg, devices, debug=args.debug)
+    except RunHalted as halt:
+        parser.exit(halt.exit_code, f"{halt}\n")
+    except KeyboardInterrupt:  # before training could catch it (imports, start-up)
+        parser.exit(128 + signal.SIGINT, "interrupted before training started\n")
 
 
 if __name__ == "__main__":

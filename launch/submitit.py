@@ -5,8 +5,9 @@
          --partition learn --account proj --time 4320 --constraint h100 --qos high] [--local]
 
 Resources come from the config's ``launch`` section; the flags override it. The job is a
-checkpointable callable: when SLURM preempts it or its time runs out, submitit requeues it and
-training resumes from <run folder>/latest.pt. Without ``sbatch``/``srun`` on PATH, or with --local,
+checkpointable callable: when SLURM preempts it or its time runs out, submitit's signal (USR2)
+makes training stop after its current step and save <run folder>/latest.pt, then submitit
+requeues the job, which resumes from there: a preemption loses no finished step. Without ``sbatch``/``srun`` on PATH, or with --local,
 the same training runs on this machine through launch.local (one process per visible GPU, or the CPU).
 """
 
@@ -16,6 +17,7 @@ import argparse
 import dataclasses
 import logging
 import shutil
+import signal
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ from launch import TrainFn, add_config_args, run_training
 from launch.local import default_devices, launch_local
 from vjm.config import Config, ConfigError, LaunchConfig, config_from_dict, load_config
 from vjm.console import setup_logging
+from vjm.train.stopping import STOP, RunHalted, TrainingStopped
 
 logger = logging.getLogger(__name__)
 
@@ -52,15 +55,24 @@ class TrainingJob:
         self.train_fn = train_fn
 
     def __call__(self) -> Any:
+        """Train. submitit's preemption signal stops training after its step with a checkpoint; then
+        submitit's own handler for it runs (rank 0: `checkpoint()`, requeue, exit)."""
         device = "cuda" if self.cfg.launch.gpus_per_node > 0 else "cpu"
-        return run_training(self.cfg, device, self.train_fn)
+        preemption = getattr(signal, "SIG" + submitit.JobEnvironment.USR_SIG)
+        requeue = signal.getsignal(preemption)  # submitit's checkpoint-and-requeue handler, under submitit
+        try:
+            with STOP.catching([preemption], take_over=True):
+                return run_training(self.cfg, device, self.train_fn)
+        except TrainingStopped as stop:
+            if stop.signum != preemption or not callable(requeue):
+                raise
+            logger.warning("%s", stop)
+            requeue(preemption, None)
+            return None
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> DelayedSubmission:
-        """Called by submitit on rank 0 at preemption/timeout: requeue a fresh copy of this job.
-
-        The trainer writes <run folder>/latest.pt every train.checkpoint_every steps and resumes from it,
-        so nothing needs saving here; at most the steps since that checkpoint are redone.
-        """
+        """Called by submitit on rank 0 at preemption/timeout, once training has saved: requeue a fresh
+        copy of this job, which resumes from <run folder>/latest.pt."""
         logger.warning("job preempted or out of time: requeueing; training resumes from %s",
                        self.cfg.run_dir / "latest.pt")
         return DelayedSubmission(TrainingJob(self.cfg, self.train_fn))
@@ -140,7 +152,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         devices = default_devices()
         why = "--local" if args.local else f"No SLURM found ({missing})"
         print(f"{why}: running locally on {', '.join(devices)}", flush=True)
-        launch_local(cfg, devices)
+        try:
+            launch_local(cfg, devices)
+        except RunHalted as halt:
+            parser.exit(halt.exit_code, f"{halt}\n")
         return
     job = submit(cfg)
     print(f"Submitted job {job.job_id} ({cfg.launch.nodes} node(s) x {cfg.launch.tasks_per_node} task(s)); "

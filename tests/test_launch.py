@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import pickle
+import signal
 import stat
 from pathlib import Path
 
@@ -42,6 +43,15 @@ def clean_process_state():
         if h not in handlers:
             root.removeHandler(h)
     root.setLevel(level)
+
+
+@pytest.fixture
+def toy_cfg_dict(tmp_path):
+    """A tiny CPU job (as in test_train) that checkpoints only at its end."""
+    from test_train import tiny_config
+
+    return tiny_config(tmp_path, tmp_path / "toy", launch={"gpus_per_node": 0},
+                       train={"checkpoint_every": 50, "tensorboard": False})
 
 
 def make_cfg(tmp_path: Path, *overrides: str) -> Config:
@@ -322,3 +332,41 @@ def test_slurm_tasks_form_a_process_group(tmp_path):
     records = read_records(cfg, 2)
     assert [(r["rank"], r["world_size"], r["group_world_size"]) for r in records] == [(0, 2, 2), (1, 2, 2)]
     assert all(r["mean_rank"] == 0.5 and r["device"] == "cpu" for r in records)
+
+
+def train_then_get_preempted(cfg: Config, dist: vdist.DistInfo) -> dict:
+    """The real trainer, with SLURM's preemption signal arriving during step 2."""
+    from vjm.train.engine import Trainer
+
+    trainer = Trainer(cfg, dist)
+    step = trainer.optimizer_step
+
+    def step_with_preemption(batches):
+        if trainer.step == 1:
+            os.kill(os.getpid(), signal.SIGUSR2)  # in the middle of the step: after its first batch is read
+        return step(batches)
+
+    trainer.optimizer_step = step_with_preemption
+    return trainer.fit()
+
+
+def test_preemption_saves_the_finished_step_then_requeues(tmp_path, toy_cfg_dict):
+    """Under submitit, USR2 stops training after the current step; once latest.pt holds it,
+    submitit's handler runs (it calls job.checkpoint() and requeues)."""
+    from vjm.config import config_from_dict
+
+    cfg = config_from_dict(toy_cfg_dict)
+    job = TrainingJob(cfg, train_fn=train_then_get_preempted)
+    seen = []
+
+    def submitit_handler(signum, frame):
+        seen.append((signum, torch.load(cfg.run_dir / "latest.pt", weights_only=True)["step"], job.checkpoint()))
+
+    previous = signal.signal(signal.SIGUSR2, submitit_handler)
+    try:
+        assert job() is None
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
+    (signum, saved_step, requeued), = seen
+    assert signum == signal.SIGUSR2 and saved_step == 2
+    assert isinstance(requeued, DelayedSubmission) and requeued.function.cfg == cfg

@@ -241,6 +241,8 @@ class TrainConfig:
     keep_every: int = param(0, "steps between kept copies of the checkpoint; 0 = keep none", range=NONNEG)
     log_every: int = param(20, "steps between log lines", range=AT_LEAST_1)
     max_nonfinite: int = param(10, "consecutive non-finite losses before training stops", range=AT_LEAST_1)
+    max_weight_growth: float = param(2.0, "factor by which one optimiser step may grow the norm of the trained "
+                                          "weights before the run counts as diverged; 0 = no check", range=NONNEG)
     tensorboard: bool = param(True, "write TensorBoard scalars under <run folder>/tb")
 
 

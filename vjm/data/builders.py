@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 from typing import Callable, Sequence
 
 import torch
@@ -99,6 +100,20 @@ def build_dataset(
     return dataset
 
 
+class WorkerInit:
+    """``worker_init_fn`` of our loaders: seeds the worker (WorkerSeeder) and leaves stop signals
+    (Ctrl-C reaches every process of the terminal's group) to the main process, which finishes its
+    step and then shuts the workers down itself; a worker dying on them would fail that step."""
+
+    def __init__(self, seeder: WorkerSeeder):
+        self.seeder = seeder
+
+    def __call__(self, worker_id: int) -> None:
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1):
+            signal.signal(signum, signal.SIG_IGN)
+        self.seeder(worker_id)
+
+
 def build_loader(
     dataset: ClipDataset,
     batch_size: int,
@@ -133,6 +148,7 @@ def build_loader(
         weights=getattr(dataset, "sample_weights", None) if training else None,
         pad=training,
         batch_size=batch_size,
+        drop_last=drop_last,
     )
     return DataLoader(
         dataset,
@@ -142,7 +158,7 @@ def build_loader(
         collate_fn=collate_fn,
         drop_last=drop_last,
         pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
-        worker_init_fn=WorkerSeeder(seed, rank, sampler),
+        worker_init_fn=WorkerInit(WorkerSeeder(seed, rank, sampler)),
         prefetch_factor=prefetch_factor if num_workers > 0 else None,
         # Workers restart each epoch so WorkerSeeder sees the new epoch.
         persistent_workers=False,

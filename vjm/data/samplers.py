@@ -47,6 +47,8 @@ class ResumableDistributedSampler(Sampler[SampleKey]):
             (needed in training so ranks step together); without it every sample is seen
             exactly once and the last ranks may get one sample fewer.
         batch_size: the per-rank batch size, the unit of :meth:`set_start`.
+        drop_last: yield whole batches only (what a loader with ``drop_last=True`` uses), so that
+            :meth:`num_batches` and ``len()`` count exactly what the loader will yield.
     """
 
     def __init__(
@@ -61,6 +63,7 @@ class ResumableDistributedSampler(Sampler[SampleKey]):
         num_samples: int | None = None,
         pad: bool = True,
         batch_size: int = 1,
+        drop_last: bool = False,
     ):
         if dataset_size < 1:
             raise ValueError(f"The dataset is empty (dataset_size={dataset_size}); nothing to sample.")
@@ -79,6 +82,7 @@ class ResumableDistributedSampler(Sampler[SampleKey]):
         self.num_samples_total = num_samples or dataset_size
         self.pad = pad
         self.batch_size = batch_size
+        self.drop_last = drop_last
         self.epoch = 0
         self.start_batch = 0
 
@@ -111,8 +115,16 @@ class ResumableDistributedSampler(Sampler[SampleKey]):
         return len(range(self.rank, self.num_samples_total, self.num_replicas))
 
     def num_batches(self) -> int:
-        """Batches in a full epoch on this rank (counting a last partial batch)."""
+        """Batches in a full epoch on this rank: whole ones only with drop_last, else with a last partial one."""
+        if self.drop_last:
+            return self._rank_size() // self.batch_size
         return math.ceil(self._rank_size() / self.batch_size)
+
+    def _epoch_size(self) -> int:
+        """Samples this rank yields in a full epoch."""
+        if self.drop_last:
+            return self.num_batches() * self.batch_size
+        return self._rank_size()
 
     def global_order(self) -> torch.Tensor:
         """The epoch's order over all ranks (before padding)."""
@@ -128,13 +140,13 @@ class ResumableDistributedSampler(Sampler[SampleKey]):
         if self.pad:
             total = self._rank_size() * self.num_replicas
             order += (order * math.ceil(total / len(order)))[: total - len(order)]
-        positions = range(self.rank, len(order), self.num_replicas)
+        positions = range(self.rank, len(order), self.num_replicas)[: self._epoch_size()]
         positions = positions[self.start_batch * self.batch_size :]
         for position in positions:
             yield SampleKey(order[position], derive_seed(self.seed, self.epoch, position))
 
     def __len__(self) -> int:
-        return max(self._rank_size() - self.start_batch * self.batch_size, 0)
+        return max(self._epoch_size() - self.start_batch * self.batch_size, 0)
 
 
 class WorkerSeeder:

@@ -3,18 +3,23 @@
     train(cfg, dist) builds data, masks (when the objective needs them) and the objective from the
     config, resumes from <run_dir>/latest.pt when it exists, and trains with AdamW, warmup + cosine
     schedules, bf16 autocast on CUDA, gradient accumulation and clipping, DDP when there are several
-    processes. Non-finite losses skip the step; too many in a row stop the run. The engine knows no
-    objective by name: what differs between them is declared by the objective (vjm.objectives.base).
+    processes. The engine knows no objective by name: what differs between them is declared by the
+    objective (vjm.objectives.base).
+
+    An epoch is one pass over the batches the loader yields (whole batches only); the data position
+    (epoch, batches used) is counted apart from the step, since a skipped step uses batches too.
+    Divergence never reaches a checkpoint: non-finite losses skip the step (too many in a row stop
+    the run), an update that blows up the weights stops it, and latest.pt is written only when the
+    weights and the optimiser state are finite, so it is always the last good checkpoint.
+    SIGTERM, SIGUSR1 and SIGINT stop the run after the current step, with a checkpoint.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
+import math
 import random
-import shutil
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,16 +31,17 @@ from vjm.config import Config, save_config
 from vjm.masks import MaskCollator, build_mask_generators, token_grid
 from vjm.objectives import build_objective
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import copy_checkpoint, load_checkpoint, remove_stale_temp_files, save_checkpoint
 from .distributed import DistInfo, all_reduce_mean
 from .optim import Schedules, build_optimizer
 from .run_log import RunLog
+from .stopping import STOP, DivergenceError, TrainingStopped, signal_name
 
 logger = logging.getLogger(__name__)
 
 
-class NonFiniteLossError(RuntimeError):
-    pass
+class NonFiniteLossError(DivergenceError):
+    """Too many non-finite losses in a row."""
 
 
 # ----------------------------------------------------------------------------- building
@@ -87,6 +93,42 @@ def to_device(batch: Any, device: torch.device) -> Any:
     return batch
 
 
+def epoch_steps(loader_batches: int, accum_steps: int, steps_per_epoch: int | None, share: str) -> int:
+    """Optimiser steps in an epoch: every whole group of `accum_steps` of the `loader_batches` the
+    loader yields, or `steps_per_epoch` when set (it may not ask for more). `share` says whose
+    batches they are, for the errors."""
+    available = loader_batches // accum_steps
+    if available < 1:
+        raise ValueError(f"an epoch has {loader_batches} whole batch(es) {share}, fewer than optim.accum_steps="
+                         f"{accum_steps}: lower data.batch_size or optim.accum_steps, or use more samples")
+    if steps_per_epoch is None:
+        return available
+    if steps_per_epoch > available:
+        raise ValueError(f"train.steps_per_epoch={steps_per_epoch} but an epoch has only {available} steps of "
+                         f"{accum_steps} batch(es) {share}; lower it or omit it")
+    return steps_per_epoch
+
+
+def weight_norm(params: list[torch.Tensor]) -> float:
+    """The 2-norm of all `params` together; inf or nan when any value is."""
+    if not params:
+        return 0.0
+    # Batched per-tensor norms, as clip_grad_norm_ computes them (get_total_norm needs torch 2.6).
+    return float(torch.linalg.vector_norm(torch.stack(torch._foreach_norm([p.detach() for p in params]))))
+
+
+def first_nonfinite(named_tensors: dict[str, Any]) -> str | None:
+    """The name of the first floating tensor of a nested dict that holds inf or nan, else None."""
+    for name, value in named_tensors.items():
+        if isinstance(value, dict):
+            inner = first_nonfinite({f"{name}.{k}": v for k, v in value.items()})
+            if inner is not None:
+                return inner
+        elif isinstance(value, torch.Tensor) and value.is_floating_point() and not torch.isfinite(value).all():
+            return name
+    return None
+
+
 # ----------------------------------------------------------------------------- state
 
 
@@ -135,6 +177,7 @@ class Trainer:
         self.latest = self.run_dir / "latest.pt"
         if dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
+            remove_stale_temp_files(self.latest)  # a write killed midway must not keep the disk full
             save_config(cfg, self.run_dir / "config.yaml")
 
         seed_everything(cfg.run.seed)  # identical initial weights on every rank
@@ -148,23 +191,19 @@ class Trainer:
 
         self.loader, self.collator = build_training_data(cfg, dist)
         self.accum = cfg.optim.accum_steps
-        available = self.loader.sampler.num_batches() // self.accum
-        if available < 1:
-            raise ValueError(
-                f"data.batch_size {cfg.data.batch_size} x optim.accum_steps {self.accum} needs more samples than "
-                f"this rank's share of the dataset ({len(self.loader.dataset)} samples, {dist.world_size} processes)"
-            )
-        self.steps_per_epoch = cfg.train.steps_per_epoch or available
-        if self.steps_per_epoch > available:
-            raise ValueError(
-                f"train.steps_per_epoch={self.steps_per_epoch} but an epoch has only {available} steps of "
-                f"{self.accum} x {cfg.data.batch_size} clips on each of {dist.world_size} processes; lower it or omit it"
-            )
+        share = (f"of {cfg.data.batch_size} clips on each of {dist.world_size} process(es) "
+                 f"({len(self.loader.dataset)} samples)")
+        self.steps_per_epoch = epoch_steps(self.loader.sampler.num_batches(), self.accum,
+                                           cfg.train.steps_per_epoch, share)
         self.total_steps = cfg.train.epochs * self.steps_per_epoch
         self.schedules = Schedules(cfg.optim, self.total_steps)
         self.amp_dtype = autocast_dtype(cfg, self.device)
         self.step = 0
+        self.epoch = 0
+        self.epoch_batch = 0  # batches of this epoch used so far (by steps made or skipped)
         self.saved_step: int | None = None  # step of the last checkpoint written or resumed from
+        self.params = [p for p in self.objective.parameters() if p.requires_grad]
+        self.weights_norm = weight_norm(self.params)
         self.nonfinite_in_row = 0
         self.skipped_files = 0
         # Metrics that are values of a schedule (lr, EMA momentum): the same on every rank, not averaged.
@@ -176,17 +215,19 @@ class Trainer:
         return {
             "config": self.cfg.to_dict(),
             "step": self.step,
-            "epoch": self.step // self.steps_per_epoch,
+            "epoch": self.epoch,
             "objective": self.cfg.objective.name,
             "models": {name: module.state_dict() for name, module in self.objective.checkpoint_modules().items()},
             "optimizer": self.optimizer.state_dict(),
             "ranks": gather_from_ranks(self.dist, {"rng": rng_state(), "skipped_files": self.skipped_files}),
             "masks": self.collator.state_dict(),
             "data": {"steps_per_epoch": self.steps_per_epoch, "accum_steps": self.accum,
-                     "world_size": self.dist.world_size},
+                     "world_size": self.dist.world_size, "epoch_batch": self.epoch_batch},
         }
 
     def save(self) -> None:
+        """Write latest.pt, after checking that nothing in it went non-finite (else DivergenceError)."""
+        self.check_state()  # the same verdict on every rank: weights and optimiser state are replicated
         state = self.state()  # every rank joins the gather of per-rank state
         self.saved_step = self.step
         if not self.dist.is_main:
@@ -194,10 +235,36 @@ class Trainer:
         save_checkpoint(state, self.latest)
         keep = self.cfg.train.keep_every
         if keep and self.step % keep == 0:
-            kept = self.run_dir / f"step{self.step:08d}.pt"
-            shutil.copyfile(self.latest, kept.with_suffix(".tmp"))
-            os.replace(kept.with_suffix(".tmp"), kept)
+            copy_checkpoint(self.latest, self.run_dir / f"step{self.step:08d}.pt")
         logger.info("checkpoint: step %d -> %s", self.step, self.latest)
+
+    def check_state(self) -> None:
+        models = {name: module.state_dict() for name, module in self.objective.checkpoint_modules().items()}
+        bad = first_nonfinite({"models": models, "optimizer": self.optimizer.state_dict()["state"]})
+        if bad is not None:
+            raise DivergenceError(self.diverged(f"{bad} holds non-finite values at step {self.step}"))
+
+    def check_update(self) -> None:
+        """Stop when the last update made the weights non-finite or grew their norm past the bound."""
+        previous, self.weights_norm = self.weights_norm, weight_norm(self.params)
+        if not math.isfinite(self.weights_norm):
+            raise DivergenceError(self.diverged(f"the update of step {self.step} made the weights non-finite"))
+        bound = self.cfg.train.max_weight_growth
+        if bound and previous > 0 and self.weights_norm > bound * previous:
+            raise DivergenceError(self.diverged(
+                f"the update of step {self.step} grew the weight norm {self.weights_norm / previous:.3g}-fold "
+                f"({previous:.4g} -> {self.weights_norm:.4g}; train.max_weight_growth={bound:g})"))
+
+    def diverged(self, what: str) -> str:
+        """The one-line stop message: what went wrong, the checkpoint to resume from, the change to make."""
+        if self.saved_step is None:
+            last, then = "none written yet", "to start again"
+        else:
+            last, then = f"{self.latest} (step {self.saved_step})", "to resume from it"
+        lr = self.cfg.optim.lr
+        return (f"training diverged: {what}; stopping, nothing saved. Last good checkpoint: {last}. "
+                f"Lower the learning rate (optim.lr={lr:g}) or raise optim.warmup_steps, then run the same command "
+                f"with e.g. --set optim.lr={lr / 10:g} {then}")
 
     def resume(self) -> bool:
         if not self.latest.exists():
@@ -218,6 +285,12 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.collator.load_state_dict(state["masks"])
         self.step = self.saved_step = state["step"]
+        self.weights_norm = weight_norm(self.params)
+        if "epoch_batch" in data:
+            self.epoch, self.epoch_batch = state["epoch"], data["epoch_batch"]
+        else:  # written before the data position was kept: it followed from the step
+            self.epoch = self.step // self.steps_per_epoch
+            self.epoch_batch = (self.step - self.epoch * self.steps_per_epoch) * self.accum
         ranks = state["ranks"]
         if len(ranks) == self.dist.world_size:
             set_rng_state(ranks[self.dist.rank]["rng"])
@@ -231,20 +304,26 @@ class Trainer:
 
     # -- one optimiser step
 
-    def micro_batches(self, epoch: int):
+    def micro_batches(self):
+        """The rest of the current epoch's batches, from the data position."""
         sampler = self.loader.sampler
-        sampler.set_epoch(epoch)
-        sampler.set_start((self.step - epoch * self.steps_per_epoch) * self.accum)
-        self.collator.set_epoch(epoch)
+        sampler.set_epoch(self.epoch)
+        sampler.set_start(self.epoch_batch)
+        self.collator.set_epoch(self.epoch)
         return iter(self.loader)
+
+    def next_batch(self, batches) -> dict[str, Any]:
+        batch = next(batches)
+        self.epoch_batch += 1
+        self.skipped_files += int(batch["num_skipped"])
+        return batch
 
     def optimizer_step(self, batches) -> dict[str, float] | None:
         """Forward/backward over accum micro-batches, then one update. None when skipped."""
         lr, wd = self.schedules.apply(self.optimizer, self.step)
         sums: dict[str, float] = {}
         for k in range(self.accum):
-            batch = next(batches)
-            self.skipped_files += int(batch["num_skipped"])
+            batch = self.next_batch(batches)
             batch = to_device(batch, self.device)
             last = k == self.accum - 1
             sync = contextlib.nullcontext() if last or not self.dist.distributed else self.model.no_sync()
@@ -262,12 +341,12 @@ class Trainer:
             for key, value in metrics.items():
                 sums[key] = sums.get(key, 0.0) + float(value) / self.accum
         self.nonfinite_in_row = 0
-        params = [p for p in self.objective.parameters() if p.requires_grad]
         clip = self.cfg.optim.clip_grad
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, clip if clip > 0 else float("inf"))
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, clip if clip > 0 else float("inf"))
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
+        self.check_update()
         schedule = {"lr": lr, "wd": wd, **self.objective.after_optimizer_step(self.step / self.total_steps)}
         self.schedule_keys.update(schedule)
         return {**sums, "grad_norm": float(grad_norm), **schedule}
@@ -277,15 +356,16 @@ class Trainer:
         logger.warning("non-finite loss (%s) at step %d: step skipped (%d in a row)",
                        loss.item(), self.step, self.nonfinite_in_row)
         if self.nonfinite_in_row >= self.cfg.train.max_nonfinite:
-            last = f"{self.latest} (step {self.saved_step})" if self.saved_step is not None else "none written yet"
-            raise NonFiniteLossError(
-                f"{self.nonfinite_in_row} non-finite losses in a row at step {self.step}; stopping. "
-                f"Last good checkpoint: {last}. Lower optim.lr or raise optim.warmup_steps, then resume"
-            )
+            raise NonFiniteLossError(self.diverged(f"{self.nonfinite_in_row} non-finite losses in a row at step "
+                                                   f"{self.step}"))
 
     # -- the run
 
     def fit(self) -> dict[str, float]:
+        with STOP.catching():
+            return self._fit()
+
+    def _fit(self) -> dict[str, float]:
         self.resume()
         cfg = self.cfg
         run_log = RunLog(self.run_dir, self.total_steps, self.step, self.dist.is_main, cfg.train.tensorboard)
@@ -294,34 +374,58 @@ class Trainer:
                     cfg.objective.name, self.total_steps, cfg.train.epochs, self.steps_per_epoch,
                     self.dist.world_size, self.device, self.amp_dtype or torch.float32)
         self.model.train()
-        window: dict[str, list[float]] = {}
-        last: dict[str, float] = {}
+        self.window: dict[str, list[float]] = {}
+        self.last: dict[str, float] = {}
         try:
             while self.step < self.total_steps:
-                epoch = self.step // self.steps_per_epoch
-                batches = self.micro_batches(epoch)
-                while self.step < (epoch + 1) * self.steps_per_epoch:
-                    try:
-                        metrics = self.optimizer_step(batches)
-                    except StopIteration:
-                        # Skipped steps used up this epoch's batches: reopen it where the step count stands.
-                        self.optimizer.zero_grad(set_to_none=True)
-                        break
-                    if metrics is None:
-                        continue
-                    for key, value in metrics.items():
-                        window.setdefault(key, []).append(value)
-                    if self.step % cfg.train.log_every == 0 or self.step == self.total_steps:
-                        last = self._log(run_log, window, epoch, clips_per_step)
-                        window = {}
-                    if self.step % cfg.train.checkpoint_every == 0:
-                        self.save()
-                del batches
-                if self.step % cfg.train.checkpoint_every != 0:
+                self.train_epoch(run_log, clips_per_step)
+                if self.saved_step != self.step:
                     self.save()  # end of epoch
         finally:
             run_log.close()
-        return last
+        return self.last
+
+    def train_epoch(self, run_log: RunLog, clips_per_step: int) -> None:
+        """Steps until the epoch's batches are used up or the run ends (a stop request ends it early)."""
+        epoch_batches = self.steps_per_epoch * self.accum
+        if self.epoch_batch + self.accum > epoch_batches:  # no whole step left: the next epoch
+            self.epoch, self.epoch_batch = self.epoch + 1, 0
+        batches = self.micro_batches()
+        first_batch = self.epoch_batch
+        while self.step < self.total_steps and self.epoch_batch + self.accum <= epoch_batches:
+            try:
+                metrics = self.optimizer_step(batches)
+            except StopIteration:  # the loader yielded fewer batches than it promised: end the epoch
+                self.optimizer.zero_grad(set_to_none=True)
+                if self.epoch_batch == first_batch:
+                    raise RuntimeError(f"epoch {self.epoch} yielded no batch at batch {first_batch} of "
+                                       f"{epoch_batches}; the data loader is inconsistent") from None
+                logger.warning("epoch %d ended after %d of %d batches", self.epoch, self.epoch_batch, epoch_batches)
+                self.epoch_batch = epoch_batches
+                break
+            if metrics is not None:
+                self.after_step(metrics, run_log, clips_per_step)
+        del batches
+
+    def after_step(self, metrics: dict[str, float], run_log: RunLog, clips_per_step: int) -> None:
+        """Log, checkpoint, and stop here when a signal asked for it."""
+        for key, value in metrics.items():
+            self.window.setdefault(key, []).append(value)
+        if self.step % self.cfg.train.log_every == 0 or self.step == self.total_steps:
+            self.last = self._log(run_log, self.window, self.epoch, clips_per_step)
+            self.window = {}
+        if self.step % self.cfg.train.checkpoint_every == 0:
+            self.save()
+        if self.step < self.total_steps:
+            signum = STOP.agreed(self.device)
+            if signum is not None:
+                self.stop(signum)
+
+    def stop(self, signum: int) -> None:
+        if self.saved_step != self.step:
+            self.save()
+        raise TrainingStopped(f"stopped by {signal_name(signum)} at step {self.step} of {self.total_steps}; "
+                              f"saved {self.latest}. Run the same command to resume", signum)
 
     def _log(self, run_log: RunLog, window: dict[str, list[float]], epoch: int, clips_per_step: int):
         means = {key: float(np.mean(values)) for key, values in window.items()}
