@@ -80,7 +80,7 @@ def load_frozen_encoder(checkpoint: str | os.PathLike | None = None, which: str 
         if not (random_init and pretrain_config is not None):
             raise ValueError("give --checkpoint PATH (a vjm pre-training checkpoint), or --random-init with "
                              "--pretrain-config YAML to build a random encoder of that config's model")
-        cfg = load_config(pretrain_config)
+        cfg = load_config(pretrain_config, check_data=False)  # only its model is built
     else:
         path = Path(checkpoint)
         state = _read_pretraining_checkpoint(path)
