@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -307,12 +308,32 @@ def test_checkpoint_errors(tmp_path):
     # another model: weights of a ViT under a config that names the tiny VideoMamba
     vit = build("vit_tiny", embed_dim=32, depth=1, num_heads=2).state_dict()
     other = save_pretrain_checkpoint(tmp_path / "other.pt", models={"target_encoder": vit})
-    with pytest.raises(ValueError, match=f"do not fit '{TINY_MODEL}'"):
+    with pytest.raises(ValueError, match=f"do not fit: .* as '{TINY_MODEL}'"):
         load_frozen_encoder(other)
     # same key names, other shapes: a wider encoder
     wider = build("videomamba_tiny", embed_dim=64, depth=2).state_dict()
-    with pytest.raises(ValueError, match="do not fit"):
+    with pytest.raises(ValueError) as e:
         load_frozen_encoder(save_pretrain_checkpoint(tmp_path / "wider.pt", models={"target_encoder": wider}))
+    assert "\n" not in str(e.value)  # one line, not a line per tensor
+    assert re.search(r"do not fit: (\d+) of \1 tensors differ in shape \(e.g. 'patch_embed.proj.weight': "
+                     r"\[64, 3, 2, 16, 16\] in the checkpoint, \[32, 3, 2, 16, 16\] here\)", str(e.value))
+
+
+def test_an_encoder_with_nonfinite_weights_is_refused_naming_the_checkpoint(tmp_path, capsys):
+    weights = tiny_encoder().state_dict()
+    weights["stack.norm.weight"] = torch.full_like(weights["stack.norm.weight"], float("nan"))
+    path = save_pretrain_checkpoint(tmp_path / "diverged.pt", models={"target_encoder": weights})
+    with pytest.raises(ValueError) as e:
+        load_frozen_encoder(path)
+    assert str(e.value).startswith(f"checkpoint {path} (step 7): its 'target_encoder' weights are not finite "
+                                   "(NaN or inf in 1 of ")
+    assert "e.g. 'stack.norm.weight'" in str(e.value) and "\n" not in str(e.value)
+    load_frozen_encoder(path, random_init=True)  # the control needs only the architecture
+    config = tmp_path / "probe.yaml"
+    config.write_text("data: {dataset: toy, augment: false}\n")
+    with pytest.raises(SystemExit) as exit_:
+        ap.main(["--fname", str(config), "--checkpoint", str(path), "--device", "cpu"])
+    assert exit_.value.code == 2 and "weights are not finite" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------------------ resume

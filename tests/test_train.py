@@ -232,6 +232,25 @@ def test_a_skipped_step_that_exhausts_the_epoch_does_not_end_the_run(tmp_path, t
     assert trainer.step == 12 and calls["n"] == 13
 
 
+def test_resuming_a_checkpoint_of_another_size_says_which_sizes_differ_in_one_line(tmp_path, toy_root):
+    Trainer(config_from_dict(tiny_config(tmp_path, toy_root)), DistInfo()).save()
+    latest = tmp_path / "run" / "latest.pt"
+    wider = config_from_dict(tiny_config(tmp_path, toy_root, model={"embed_dim": 48}))
+    with pytest.raises(ValueError) as e:
+        Trainer(wider, DistInfo()).resume()
+    message = str(e.value)
+    assert "\n" not in message and message.startswith(
+        f"{latest} ('encoder') was trained with model.embed_dim=32; this config has model.embed_dim=48: its weights "
+        "do not fit: ")
+    assert message.endswith("Start a new run folder (run.folder), or set the model section as the checkpoint's")
+    # The model sections agree but the predictor is another: the tensors that differ are summarised.
+    other_predictor = tiny_config(tmp_path, toy_root, objective={"name": "vjepa", "predictor": {"width": 24, "depth": 1}})
+    with pytest.raises(ValueError) as e:
+        Trainer(config_from_dict(other_predictor), DistInfo()).resume()
+    assert "\n" not in str(e.value) and str(e.value).startswith(f"{latest} ('predictor'): its weights do not fit: ")
+    assert "tensors differ in shape (e.g. " in str(e.value)
+
+
 def run_launcher(config: Path, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     return subprocess.Popen([sys.executable, "-m", "launch.local", "--fname", str(config), *extra],

@@ -24,6 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from vjm.config import Config, save_config
 from vjm.masks import MaskCollator, build_mask_generators, token_grid
+from vjm.models.weights import load_weights
 from vjm.objectives import build_objective
 
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -214,7 +215,9 @@ class Trainer:
             if name not in state["models"]:
                 raise ValueError(f"{self.latest} holds no {name!r} (it has {sorted(state['models'])}); it was not "
                                  f"written by objective {self.cfg.objective.name!r}. Start a new run folder")
-            module.load_state_dict(state["models"][name])
+            load_weights(module, state["models"][name], source=f"{self.latest} ({name!r})", model=self.cfg.model,
+                         saved_model=state["config"].get("model"),
+                         remedy="Start a new run folder (run.folder), or set the model section as the checkpoint's")
         self.optimizer.load_state_dict(state["optimizer"])
         self.collator.load_state_dict(state["masks"])
         self.step = self.saved_step = state["step"]
