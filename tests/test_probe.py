@@ -14,6 +14,7 @@ import pytest
 import torch
 import yaml
 
+from data_helpers import write_malicious_pickle
 from evals import attentive_probe as ap
 from vjm.config import Config, ConfigError, config_from_dict, load_config
 from vjm.data.toy import ensure_toy_dataset
@@ -425,6 +426,53 @@ def test_feature_cache_on_disk_is_shared_and_keyed_by_weights(toy_root, tmp_path
     # Other weights, other file.
     with pytest.raises(AssertionError, match="the encoder ran"):
         extract_features(tiny_encoder(seed=5), data.val, **kwargs)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "foreign", "pickled code"])
+def test_an_unusable_feature_cache_is_discarded_with_a_warning_and_recomputed(toy_root, tmp_path, caplog, damage):
+    cfg = eval_config_from_dict(probe_config(toy_root))
+    val = build_eval_data(cfg.data).val
+    encoder = tiny_encoder()
+    kwargs = dict(num_segments=1, batch_size=8, num_workers=0, device=torch.device("cpu"), dtype=torch.float32,
+                  cache_dir=tmp_path / "cache", sampling={"frames": 4})
+    first = extract_features(encoder, val, **kwargs)
+    cache, = (tmp_path / "cache").glob("*.pt")
+    marker = tmp_path / "pwned"
+    if damage == "truncated":
+        cache.write_bytes(cache.read_bytes()[: cache.stat().st_size // 2])
+    elif damage == "garbage":
+        cache.write_bytes(b"\x80\x02not a tensor file" * 10)
+    elif damage == "foreign":  # a readable file of other samples
+        torch.save({"tokens": first.tokens[:3], "index": first.index[:3]}, cache)
+    else:
+        write_malicious_pickle(cache, marker)
+    with caplog.at_level("WARNING", logger="vjm.eval.features"):
+        again = extract_features(encoder, val, **kwargs)
+    torch.testing.assert_close(again.tokens, first.tokens)
+    warning, = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warning.startswith(f"features: discarding the unusable feature cache {cache} (") and "\n" not in warning
+    assert not marker.exists()
+    assert extract_features(encoder, val, **kwargs).tokens.shape == first.tokens.shape  # rewritten, readable
+
+
+@pytest.mark.parametrize("fmt", ["torch", "pickle"])
+def test_a_malicious_pickle_runs_no_code_at_the_probes_entry_points(toy_root, tmp_path, capsys, fmt):
+    marker = tmp_path / "pwned"
+    # --checkpoint: refused before anything else is read.
+    checkpoint = write_malicious_pickle(tmp_path / "latest.pt", marker, fmt)
+    config = tmp_path / "probe.yaml"
+    config.write_text(yaml.safe_dump(probe_config(toy_root, train={"epochs": 1})))
+    with pytest.raises(SystemExit) as e:
+        ap.main(["--fname", str(config), "--checkpoint", str(checkpoint), "--device", "cpu"])
+    assert e.value.code == 2 and f"checkpoint {checkpoint} could not be read safely" in capsys.readouterr().err
+    assert not marker.exists()
+    # The probe's own resumable state, beside a good checkpoint.
+    good = save_pretrain_checkpoint(tmp_path / "run" / "latest.pt")
+    (tmp_path / "run" / "probe_test_probe").mkdir()
+    state = write_malicious_pickle(tmp_path / "run" / "probe_test_probe" / "latest.pt", marker, fmt)
+    with pytest.raises(ValueError, match=f"probe state {state} could not be read"):
+        ap.main(["--fname", str(config), "--checkpoint", str(good), "--device", "cpu"])
+    assert not marker.exists()
 
 
 def test_cached_and_streamed_features_agree(toy_root, tmp_path):

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from data_helpers import write_malicious_pickle
 
 from vjm.config import config_from_dict, load_config
 from vjm.models import Predictor, sincos_3d
@@ -324,3 +325,33 @@ def test_rng_state_restores_from_a_checkpoint_loaded_onto_the_gpu():
     set_rng_state(on_gpu)
     assert torch.equal(torch.rand(3), expected[0])
     assert torch.equal(torch.rand(3, device="cuda"), expected[1])
+
+
+@pytest.mark.parametrize("fmt", ["torch", "pickle"])
+def test_a_malicious_latest_checkpoint_runs_no_code_on_resume(tmp_path, toy_root, fmt):
+    marker = tmp_path / "pwned"
+    cfg = config_from_dict(tiny_config(tmp_path, toy_root))
+    trainer = Trainer(cfg, DistInfo())
+    write_malicious_pickle(cfg.run_dir / "latest.pt", marker, fmt)
+    with pytest.raises(ValueError, match=f"checkpoint {cfg.run_dir / 'latest.pt'} could not be read safely"):
+        trainer.fit()
+    assert not marker.exists()
+
+
+def test_every_file_the_code_unpickles_is_read_with_weights_only():
+    """A new entry point that calls torch.load without weights_only=True (or pickle, or np.load with
+    allow_pickle) could run code from a downloaded file: none may exist outside the tests."""
+    import ast
+
+    unsafe = []
+    for path in sorted(p for folder in ("vjm", "evals", "launch", "bench") for p in (ROOT / folder).rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not isinstance(node, ast.Call):
+                continue
+            called = ast.unparse(node.func)
+            keywords = {k.arg: ast.unparse(k.value) for k in node.keywords}
+            if (called == "torch.load" and keywords.get("weights_only") != "True"
+                    or called in ("pickle.load", "pickle.loads", "torch.jit.load")
+                    or called.endswith("np.load") and keywords.get("allow_pickle") not in (None, "False")):
+                unsafe.append(f"{path.relative_to(ROOT)}:{node.lineno}: {ast.unparse(node)}")
+    assert not unsafe, "\n".join(unsafe)
