@@ -355,3 +355,39 @@ def test_every_file_the_code_unpickles_is_read_with_weights_only():
                     or called.endswith("np.load") and keywords.get("allow_pickle") not in (None, "False")):
                 unsafe.append(f"{path.relative_to(ROOT)}:{node.lineno}: {ast.unparse(node)}")
     assert not unsafe, "\n".join(unsafe)
+
+
+def test_skipped_files_counts_distinct_files_names_each_once_and_reaches_log_csv(tmp_path, toy_root, caplog):
+    """Three bad files, each listed three times and met in both epochs: 3 in log.csv, each named once."""
+    from vjm.data.sources import read_file_list
+    from vjm.data.toy import ensure_toy_dataset
+
+    raw = tiny_config(tmp_path, toy_root, train={"epochs": 2, "steps_per_epoch": 5, "checkpoint_every": 5,
+                                                 "log_every": 2})
+    toy = raw["data"]
+    lists = ensure_toy_dataset(toy_root, num_train=toy["toy_num_train"], num_val=toy["toy_num_val"],
+                               frames=toy["toy_frames"], size=toy["toy_size"], seed=raw["run"]["seed"])
+    good = [f"{sample.path} {sample.label}" for sample in read_file_list(lists["train"]["direction"])[:11]]
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    (tmp_path / "garbage.mp4").write_bytes(os.urandom(2048))
+    bad = [tmp_path / "missing.mp4", tmp_path / "empty.mp4", tmp_path / "garbage.mp4"]
+    listing = tmp_path / "train.csv"  # 20 rows: 5 batches of 4, every row visited in each epoch
+    listing.write_text("\n".join(good + [f"{path} 0" for path in bad * 3]) + "\n")
+    raw["data"].update(dataset="video", train=[str(listing)])
+    cfg = config_from_dict(raw)
+    with caplog.at_level("WARNING"):
+        Trainer(cfg, DistInfo()).fit()
+    with (cfg.run_dir / "log.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [int(row["step"]) for row in rows] == [2, 4, 6, 8, 10]
+    assert int(float(rows[-1]["skipped_files"])) == 3
+    named = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Skipped unreadable file")]
+    assert sorted(message.split()[3] for message in named) == sorted(str(path) for path in bad)
+    # A resumed run keeps the files it already met: they are neither counted nor named again.
+    caplog.clear()
+    longer = config_from_dict({**raw, "train": {**raw["train"], "epochs": 3}})
+    with caplog.at_level("WARNING"):
+        Trainer(longer, DistInfo()).fit()
+    with (cfg.run_dir / "log.csv").open() as f:
+        assert int(float(list(csv.DictReader(f))[-1]["skipped_files"])) == 3
+    assert not [r for r in caplog.records if r.getMessage().startswith("Skipped unreadable file")]

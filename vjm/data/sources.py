@@ -233,7 +233,7 @@ def check_paths_exist(
         if not missing:
             continue
         fraction = len(missing) / len(samples)
-        examples = ", ".join(repr(p) for p in missing[:5])
+        examples = ", ".join(repr(p) for p in list(dict.fromkeys(missing))[:5])  # a list may repeat a path
         if fraction > max_missing_fraction:
             raise FileNotFoundError(
                 f"{len(missing)} of {len(samples)} checked paths from {source.name!r} do not exist, "

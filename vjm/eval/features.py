@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 
 from vjm.data import build_loader
-from vjm.data.datasets import ClipDataset
+from vjm.data.datasets import ClipDataset, SkippedFiles
 
 logger = logging.getLogger(__name__)
 
@@ -130,20 +130,20 @@ def extract_features(
             return cached
     loader = build_loader(dataset, batch_size, num_workers, training=False, drop_last=False,
                           pin_memory=pin_memory and device.type == "cuda")
-    tokens, index, done, skipped = [], [], 0, 0
+    tokens, index, done, skipped = [], [], 0, SkippedFiles()
     started = time.monotonic()
     for step, batch in enumerate(loader, start=1):
         clips = batch["clips"].to(device, non_blocking=True)
         tokens.append(encode_clips(encoder, clips, num_segments, dtype).cpu())
         index.append(batch["index"])
         done += clips.shape[0]
-        skipped += int(batch["num_skipped"].sum())
+        skipped.add(batch["skipped"])
         if step % 10 == 0 or done == len(dataset):
             rate = done / (time.monotonic() - started)
             logger.info("%s: %d/%d samples, %.1f/s, ETA %.0fs", what, done, len(dataset), rate,
                         (len(dataset) - done) / rate)
     if skipped:
-        logger.warning("%s: %d unreadable samples were replaced by others", what, skipped)
+        logger.warning("%s: %d unreadable files were replaced by others", what, len(skipped))
     features = CachedFeatures(torch.cat(tokens), torch.cat(index))
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -23,6 +23,7 @@ import torch.distributed as torch_dist
 from torch.nn.parallel import DistributedDataParallel
 
 from vjm.config import Config, save_config
+from vjm.data.datasets import SkippedFiles
 from vjm.masks import MaskCollator, build_mask_generators, token_grid
 from vjm.models.weights import load_weights
 from vjm.objectives import build_objective
@@ -167,13 +168,15 @@ class Trainer:
         self.step = 0
         self.saved_step: int | None = None  # step of the last checkpoint written or resumed from
         self.nonfinite_in_row = 0
-        self.skipped_files = 0
+        self.skipped = SkippedFiles()  # distinct unreadable files, the same on every rank once merged
+        self.skipped_here: list[tuple[str, str]] = []  # met by this rank since the last merge
         # Metrics that are values of a schedule (lr, EMA momentum): the same on every rank, not averaged.
         self.schedule_keys: set[str] = set()
 
     # -- checkpoints
 
     def state(self) -> dict[str, Any]:
+        self.merge_skipped()
         return {
             "config": self.cfg.to_dict(),
             "step": self.step,
@@ -181,10 +184,10 @@ class Trainer:
             "objective": self.cfg.objective.name,
             "models": {name: module.state_dict() for name, module in self.objective.checkpoint_modules().items()},
             "optimizer": self.optimizer.state_dict(),
-            "ranks": gather_from_ranks(self.dist, {"rng": rng_state(), "skipped_files": self.skipped_files}),
+            "ranks": gather_from_ranks(self.dist, {"rng": rng_state()}),
             "masks": self.collator.state_dict(),
             "data": {"steps_per_epoch": self.steps_per_epoch, "accum_steps": self.accum,
-                     "world_size": self.dist.world_size},
+                     "world_size": self.dist.world_size, "skipped_files": dict(self.skipped.reasons)},
         }
 
     def save(self) -> None:
@@ -224,13 +227,19 @@ class Trainer:
         ranks = state["ranks"]
         if len(ranks) == self.dist.world_size:
             set_rng_state(ranks[self.dist.rank]["rng"])
-            self.skipped_files = ranks[self.dist.rank]["skipped_files"]
         else:
             logger.warning("resuming on %d processes from a run on %d: random streams restart",
                            self.dist.world_size, len(ranks))
-            self.skipped_files = sum(r["skipped_files"] for r in ranks) if self.dist.is_main else 0
+        self.skipped = SkippedFiles(data.get("skipped_files", {}))  # older checkpoints kept only a count
         logger.info("resumed from %s at step %d (epoch %d)", self.latest, self.step, state["epoch"])
         return True
+
+    def merge_skipped(self) -> None:
+        """Add the files every rank skipped since the last merge; the main rank names the new ones.
+        A collective: every rank calls it at the same step (when logging or saving)."""
+        met = gather_from_ranks(self.dist, self.skipped_here)
+        self.skipped.add((pair for pairs in met for pair in pairs), report=self.dist.is_main)
+        self.skipped_here = []
 
     # -- one optimiser step
 
@@ -247,7 +256,7 @@ class Trainer:
         sums: dict[str, float] = {}
         for k in range(self.accum):
             batch = next(batches)
-            self.skipped_files += int(batch["num_skipped"])
+            self.skipped_here.extend(batch["skipped"])
             batch = to_device(batch, self.device)
             last = k == self.accum - 1
             sync = contextlib.nullcontext() if last or not self.dist.distributed else self.model.no_sync()
@@ -330,12 +339,8 @@ class Trainer:
         means = {key: float(np.mean(values)) for key, values in window.items()}
         means = {key: all_reduce_mean(value) if key not in self.schedule_keys else value
                  for key, value in means.items()}
-        skipped = self.skipped_files
-        if self.dist.distributed:
-            total = torch.tensor(float(skipped), device=self.device)
-            torch_dist.all_reduce(total)
-            skipped = int(total.item())
-        means["skipped_files"] = skipped
+        self.merge_skipped()
+        means["skipped_files"] = len(self.skipped)
         run_log.write(self.step, epoch, means)
         if self.dist.is_main:
             logger.info(run_log.progress_line(self.step, epoch, self.cfg.train.epochs, means, clips_per_step,
