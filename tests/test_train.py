@@ -245,7 +245,8 @@ def test_resuming_a_checkpoint_of_another_size_says_which_sizes_differ_in_one_li
         "do not fit: ")
     assert message.endswith("Start a new run folder (run.folder), or set the model section as the checkpoint's")
     # The model sections agree but the predictor is another: the tensors that differ are summarised.
-    other_predictor = tiny_config(tmp_path, toy_root, objective={"name": "vjepa", "predictor": {"width": 24, "depth": 1}})
+    other_predictor = tiny_config(tmp_path, toy_root,
+                                  objective={"name": "vjepa", "predictor": {"width": 24, "depth": 1}})
     with pytest.raises(ValueError) as e:
         Trainer(config_from_dict(other_predictor), DistInfo()).resume()
     assert "\n" not in str(e.value) and str(e.value).startswith(f"{latest} ('predictor'): its weights do not fit: ")
