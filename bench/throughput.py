@@ -206,7 +206,7 @@ def config_for(args, model: str, frames: int, backend: str = "auto"):
                  f"data.crop_size={args.size}", f"model.scan_backend={backend}"]
     if args.depth is not None:
         overrides.append(f"model.depth={args.depth}")
-    return load_config(args.fname, overrides)
+    return load_config(args.fname, overrides, check_data=False)  # synthetic clips: the data is not read
 
 
 def scan_backends(args, device: torch.device,

@@ -80,7 +80,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
-    cfg = load_config(args.fname, args.overrides)
+    cfg = load_config(args.fname, args.overrides, check_data=False)  # synthetic clips: the data is not read
     device = torch.device(args.device)
     sizes = [8 * 2**i for i in range(12)] if args.find_max_batch else args.batch
     name = f"{cfg.model.name} {cfg.data.frames_per_clip}x{cfg.data.crop_size}^2 scan={cfg.model.scan_backend}"

@@ -133,7 +133,7 @@ def plan(args, budget: Budget, lists: dict, out: Path) -> list[Encoder]:
         run_dir = out / "runs" / name
         overrides = (pretraining_overrides(budget, lists, tasks, steps, seed, run_dir, args.device,
                                            loader_workers(args)) + args.overrides + extra)
-        cfg = load_config(MAIN_CONFIG, overrides)
+        cfg = load_config(MAIN_CONFIG, overrides, check_data=False)  # its lists are read when the run loads it
         path = save_config(cfg, out / "configs" / f"{name}.yaml")
         return Encoder(row, tasks, seed, steps, path, run_dir)
 
@@ -150,7 +150,7 @@ def plan(args, budget: Budget, lists: dict, out: Path) -> list[Encoder]:
     if "random" in budget.rows:  # the control needs no training: its probe seeds draw its weights
         encoders += random_controls(encoders, args, out)
     for enc in encoders:
-        enc.arch = repr(load_config(enc.config).model)
+        enc.arch = repr(load_config(enc.config, check_data=False).model)
     return encoders
 
 
@@ -160,7 +160,7 @@ def random_controls(encoders: list[Encoder], args, out: Path) -> list[Encoder]:
     main_config = save_config(main, out / "configs" / "random.yaml")
     controls = {repr(main.model): Encoder("random", TASKS, 0, config=main_config)}
     for enc in encoders:
-        model = load_config(enc.config).model
+        model = load_config(enc.config, check_data=False).model
         if repr(model) not in controls:
             name = f"random ({enc.row})"
             controls[repr(model)] = Encoder(name, TASKS, 0, config=enc.config)

@@ -82,3 +82,28 @@ def toy_dataset(num_train: int = 24, num_val: int = 8, frames: int = 16, size: i
     root = tempfile.mkdtemp(prefix="vjm-toy-")
     atexit.register(shutil.rmtree, root, True)
     return ensure_toy_dataset(root, num_train=num_train, num_val=num_val, frames=frames, size=size, seed=seed)
+
+
+class _CreatesFile:
+    """Unpickling this object opens (so creates) ``marker``: the smallest pickle that runs code."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return open, (self.marker, "w")
+
+
+def write_malicious_pickle(path, marker: Path, fmt: str = "torch") -> Path:
+    """A file that creates ``marker`` when unpickled unsafely: torch.save's zip format, or a bare pickle."""
+    import pickle
+
+    import torch
+
+    payload = {"format": "vjm-checkpoint-v2", "tokens": _CreatesFile(marker), "exploit": _CreatesFile(marker)}
+    if fmt == "torch":
+        torch.save(payload, path)
+    else:
+        Path(path).write_bytes(pickle.dumps(payload, protocol=2))
+    assert not marker.exists()
+    return Path(path)

@@ -244,15 +244,161 @@ def test_regularizer_specs_need_a_kind():
         config_from_dict({"regularizers": [{"var_weight": 1.0}]})
 
 
-def test_mask_params_are_left_to_the_mask_registry():
-    cfg = config_from_dict({"masks": [{"kind": "tube", "ratio": 0.9, "anything": [1, 2]}]})
-    assert cfg.masks == [{"kind": "tube", "ratio": 0.9, "anything": [1, 2]}]
+@pytest.mark.parametrize("mask, message", [
+    ({"kind": "multiblock", "num_blocks": 0}, "masks[0]: kind 'multiblock': parameter 'num_blocks' must be an "
+                                              "integer >= 1, got 0"),
+    ({"kind": "multiblock", "spatial_scale": [0.7, 1.5]}, "parameter 'spatial_scale' must be a number or a pair"),
+    ({"kind": "multiblock", "temporal_scale": 0.0}, "parameter 'temporal_scale' must be"),
+    ({"kind": "multiblock", "aspect_ratio": [1.5, 0.75]}, "parameter 'aspect_ratio' must be a number or a pair "
+                                                          "[min, max] with 0 < min <= max, got [1.5, 0.75]"),
+    ({"kind": "multiblock", "spatial_scale": 1.0, "aspect_ratio": 1.0},
+     "every block covers the whole token grid (4, 4, 4)"),
+    ({"kind": "tube", "ratio": 1.0}, "masks[0]: kind 'tube': parameter 'ratio' must be a number in (0, 1)"),
+    ({"kind": "clip_row", "ratio": 0.1}, "ratio=0.1 of 4 rows masks 0, which leaves no target"),
+    ({"kind": "tube", "anything": [1, 2]}, "masks[0]: unknown parameter 'anything' for kind 'tube'"),
+    ({"kind": "multiblok"}, "masks[0]: unknown mask kind 'multiblok'; did you mean 'multiblock'?"),
+])
+def test_mask_parameters_are_checked_on_the_configs_token_grid(mask, message):
+    # 8 frames / tubelet 2, crop 64 / patch 16: a (4, 4, 4) grid, on which some values cannot work.
+    d = {"data": {"frames_per_clip": 8, "crop_size": 64}, "masks": [mask]}
+    with pytest.raises(ConfigError) as e:
+        config_from_dict(d, "x.yaml")
+    assert str(e.value).startswith("x.yaml: masks[0]: ") and message in str(e.value)
+    # A value that only this grid refuses says where the grid comes from.
+    assert ("(token grid (T', H', W') = (4, 4, 4), from 'data.frames_per_clip'" in str(e.value)) == (
+        "grid" in message or "rows" in message)
+
+
+def test_every_mask_generator_with_a_problem_is_named():
+    with pytest.raises(ConfigError) as e:
+        config_from_dict({"masks": [{"kind": "multiblock", "num_blocks": 0}, {"kind": "tube"},
+                                    {"kind": "tube", "ratio": 2}]})
+    assert [line.split(":")[0] for line in str(e.value).splitlines()] == ["masks[0]", "masks[2]"]
+
+
+def test_unknown_model_name_lists_the_registered_ones_and_the_nearest():
+    with pytest.raises(ConfigError) as e:
+        config_from_dict({"model": {"name": "videomamba_tinny"}}, "x.yaml")
+    assert str(e.value).startswith("x.yaml: 'model.name' = 'videomamba_tinny' is not a registered model; "
+                                   "did you mean 'videomamba_tiny'? Registered: ")
+    assert "videomamba_small" in str(e.value) and "vit_tiny" in str(e.value)
+
+
+def test_model_key_the_named_model_does_not_take_is_refused():
+    with pytest.raises(ConfigError, match="'model.scan_backend' = 'torch' does not apply to model 'vit_tiny'"):
+        config_from_dict({"model": {"name": "vit_tiny", "scan_backend": "torch"}})
+
+
+def test_unknown_regularizer_kind_is_refused_with_a_suggestion():
+    with pytest.raises(ConfigError, match=r"regularizers\[0\]: unknown regulariser kind 'vicrg'; did you mean"):
+        config_from_dict({"regularizers": [{"kind": "vicrg"}]})
+
+
+def test_registry_errors_come_from_load_config_before_any_model_is_built(monkeypatch):
+    import vjm.models.factory as factory
+
+    def no_building(*args, **kwargs):
+        raise AssertionError("a model was built")
+
+    monkeypatch.setattr(factory, "build", no_building)
+    for override in ("model.name=videomamba_tinny", "masks.0.num_blocks=0", "regularizers.0.kind=vicrg"):
+        with pytest.raises(ConfigError):
+            load_config(MAIN_CONFIG, [override])
+
+
+# ------------------------------------------------------------------------------- the YAML itself
+
+
+@pytest.mark.parametrize("text", ["", "# only a comment\n", "\n\n---\n"])
+def test_an_empty_file_is_an_error(tmp_path, text):
+    path = write_yaml(tmp_path, text)
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    assert str(e.value).startswith(f"{path}: the file is empty (or holds only comments)")
+
+
+def test_an_explicit_empty_mapping_asks_for_all_defaults(tmp_path):
+    assert load_config(write_yaml(tmp_path, "{}\n")).optim == Config().optim
+
+
+def test_duplicate_keys_name_the_key_and_both_lines(tmp_path):
+    path = write_yaml(tmp_path, "optim:\n  lr: 1.0e-3\n  warmup_steps: 5\n  lr: 1.0e-4\n"
+                                "masks:\n  - {kind: tube, ratio: 0.5, ratio: 0.9}\n"
+                                "train: {epochs: 2}\ntrain: {epochs: 3}\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    assert str(e.value).splitlines() == [
+        f"{path}: key 'optim.lr' is given twice, at lines 2 and 4; YAML would keep only the last: remove one",
+        f"{path}: key 'masks.0.ratio' is given twice, at lines 6 and 6; YAML would keep only the last: remove one",
+        f"{path}: key 'train' is given twice, at lines 7 and 8; YAML would keep only the last: remove one",
+    ]
+
+
+def test_yaml_merge_keys_and_repeated_names_in_separate_mappings_are_not_duplicates(tmp_path):
+    path = write_yaml(tmp_path, "masks:\n  - &m {kind: multiblock, num_blocks: 4}\n  - {<<: *m, num_blocks: 2}\n"
+                                "optim: {lr: 1.0e-3}\ntrain: {epochs: 3}\n")
+    assert [m["num_blocks"] for m in load_config(path).masks] == [4, 2]
+
+
+def test_duplicate_keys_in_an_override_value_are_an_error():
+    with pytest.raises(ConfigError, match="key 'ratio' is given twice"):
+        load_config(MAIN_CONFIG, ["masks.0={kind: tube, ratio: 0.5, ratio: 0.9}"])
+
+
+def test_a_binary_config_file_is_named(tmp_path):
+    path = tmp_path / "clip.yaml"
+    path.write_bytes(b"\xff\xd8\xff\xe0 not yaml")
+    with pytest.raises(ConfigError, match=f"{path}: not UTF-8 text"):
+        load_config(path)
+
+
+# --------------------------------------------------------------------------------- data sources
+
+
+def video_config(tmp_path: Path, *sources: str) -> Path:
+    return write_yaml(tmp_path, {"data": {"dataset": "video", "train": list(sources)}})
+
+
+def test_data_lists_are_read_at_load_time(tmp_path):
+    (tmp_path / "ok.csv").write_text("# comment\n\na.mp4 0\nb c.mp4,1\n")
+    (tmp_path / "clip.csv").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)))  # an mp4 given as a list
+    (tmp_path / "latin1.csv").write_bytes(b"a.mp4 0\nb.mp4 1\nd\xe9j\xe0 vu.mp4 2\n")  # no NUL: caught by line
+    (tmp_path / "bad_line.csv").write_text("a.mp4 0\nb.mp4 cat\n")
+    (tmp_path / "empty.csv").write_text("# nothing yet\n")
+    (tmp_path / "flat").mkdir()
+    sources = ["ok.csv", "missing.csv", "clip.csv", "latin1.csv", "bad_line.csv", "empty.csv", "flat"]
+    path = video_config(tmp_path, *(str(tmp_path / s) for s in sources))
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    lines = str(e.value).splitlines()
+    assert all(line.startswith(f"{path}: 'data.train' item ") for line in lines)
+    assert [line.split("'data.train' item ")[1].split(":")[0] for line in lines] == ["1", "2", "3", "4", "5", "6"]
+    assert f"File list '{tmp_path / 'missing.csv'}' does not exist" in lines[0]
+    assert f"{tmp_path / 'clip.csv'}:1: not UTF-8 text" in lines[1] and "binary file" in lines[1]
+    assert f"{tmp_path / 'latin1.csv'}:3: not UTF-8 text" in lines[2]
+    assert f"{tmp_path / 'bad_line.csv'}:2: expected 'path label' with an integer label" in lines[3]
+    assert "holds no samples" in lines[4]
+    assert f"folder '{tmp_path / 'flat'}' has no class sub-folders" in lines[5]
+
+
+def test_relative_list_paths_name_the_folder_they_are_read_from(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=f"File list 'lists/train.csv' \\(relative to {tmp_path}\\) does not exist"):
+        load_config(video_config(tmp_path, "lists/train.csv"))
+
+
+def test_data_checks_can_be_left_to_callers_that_need_only_the_model(tmp_path):
+    cfg = load_config(video_config(tmp_path, str(tmp_path / "missing.csv")), check_data=False)
+    assert cfg.data.train == [str(tmp_path / "missing.csv")]
 
 
 # ------------------------------------------------------------------------------------- overrides
 
 
-def test_overrides_nested_list_index_and_types():
+def test_overrides_nested_list_index_and_types(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for name in ("a.csv", "b.csv"):
+        (tmp_path / name).write_text("v.mp4 0\n")
     cfg = load_config(MAIN_CONFIG, [
         "optim.lr=1e-3",             # YAML 1.1 string -> float
         "data.batch_size=16",

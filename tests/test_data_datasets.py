@@ -6,6 +6,7 @@ import torch
 
 from data_helpers import toy_dataset, write_bad_files, write_image, write_list, write_ramp_video
 from vjm.data import build_dataset, build_loader
+from vjm.data.datasets import SkippedFiles
 from vjm.data.samplers import SampleKey
 from vjm.data.sources import read_file_list
 from vjm.data.transforms import IMAGENET_MEAN, IMAGENET_STD
@@ -34,7 +35,7 @@ def test_video_item_has_the_agreed_layout():
     toy = toy_dataset()
     dataset = build_dataset(kind="video", paths=[toy["train"]["direction"]], num_clips=2, **SMALL)
     item = dataset[3]
-    assert set(item) == {"clips", "label", "index", "num_skipped"}
+    assert set(item) == {"clips", "label", "index", "num_skipped", "skipped"} and item["skipped"] == []
     assert item["clips"].shape == (2, 3, 4, 32, 32) and item["clips"].dtype == torch.float32
     assert item["index"] == 3 and item["num_skipped"] == 0
     assert item["label"] == read_file_list(toy["train"]["direction"])[3].label
@@ -82,19 +83,23 @@ def test_bad_files_are_skipped_counted_and_reported(media, caplog):
     rows = [(p.name, 0) for p in good] + [(f"bad/{p.name}", 1) for p in bad.values()]
     dataset = build_dataset(kind="video", paths=[write_list(root / "mixed.txt", rows)], **SMALL)
     bad_indices = set(range(len(good), len(rows)))
+    skipped = SkippedFiles()
     with caplog.at_level(logging.WARNING, logger="vjm.data.datasets"):
-        items = [dataset[SampleKey(i, seed=i)] for i in range(len(rows))]
-    for i, item in enumerate(items):
+        items = [dataset[SampleKey(i, seed=i)] for i in range(len(rows))] * 2  # every file met twice
+        for item in items:
+            skipped.add(item["skipped"])
+    for i, item in enumerate(items[:len(rows)]):
         assert item["index"] not in bad_indices and item["label"] == 0
-        assert item["num_skipped"] >= (1 if i in bad_indices else 0)
+        assert item["num_skipped"] == len(item["skipped"]) >= (1 if i in bad_indices else 0)
         if i not in bad_indices:
             assert item["index"] == i and item["num_skipped"] == 0
+    assert sorted(skipped.reasons) == sorted(str(p) for p in bad.values()) and len(skipped) == len(bad)
     logged = caplog.text
     for damage, path in bad.items():
-        assert str(path) in logged, f"the {damage} file was not reported"
+        assert logged.count(f"{path} (") == 1, f"the {damage} file was not named exactly once"
     for reason in ("file not found", "file is empty", "cannot open"):
         assert reason in logged
-    assert dataset.num_skipped == sum(item["num_skipped"] for item in items)
+    assert dataset.num_skipped == sum(item["num_skipped"] for item in items[:len(rows)])
 
 
 def test_skip_counts_travel_through_loader_workers(media):
@@ -105,7 +110,11 @@ def test_skip_counts_travel_through_loader_workers(media):
     batches = list(loader)
     indices = torch.cat([b["index"] for b in batches])
     assert len(indices) == len(rows) and indices.max() < 6  # only good samples come out
-    assert sum(int(b["num_skipped"].sum()) for b in batches) >= len(bad)
+    assert sum(int(b["num_skipped"].sum()) for b in batches) == sum(len(b["skipped"]) for b in batches) >= len(bad)
+    skipped = SkippedFiles()
+    for batch in batches:
+        skipped.add(batch["skipped"])
+    assert sorted(skipped.reasons) == sorted(str(p) for p in bad.values())  # distinct, whichever worker met them
 
 
 def test_all_bad_data_gives_up_with_a_clear_error(media):
@@ -195,6 +204,9 @@ def test_bad_lists_and_settings_fail_clearly(tmp_path, media):
         read_file_list(tmp_path / "nolabel.txt")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         build_dataset(kind="video", paths=[tmp_path / "absent.txt"], **SMALL)
+    # A video given as a list: named with its line, not a UnicodeDecodeError.
+    with pytest.raises(ValueError, match=f"{good[0]}:1: not UTF-8 text.*binary file"):
+        build_dataset(kind="video", paths=[good[0]], **SMALL)
     one = write_list(tmp_path / "one.txt", [(str(good[0]), 0)])
     with pytest.raises(ValueError, match="2 dataset weights for 1 data paths"):
         build_dataset(kind="video", paths=[one], weights=[1, 2], **SMALL)

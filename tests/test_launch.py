@@ -224,6 +224,27 @@ def test_local_main_reports_config_errors(capsys):
     assert "did you mean 'optim.warmup_steps'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("launcher", ["local", "submitit"])
+@pytest.mark.parametrize("overrides, message", [
+    (["model.name=videomamba_tinny"], "'model.name' = 'videomamba_tinny' is not a registered model"),
+    (["masks.1.aspect_ratio=[1.5, 0.75]"], "masks[1]: kind 'multiblock': parameter 'aspect_ratio'"),
+    (["data.dataset=video", "data.train=[missing.csv]"], "'data.train' item 0: File list 'missing.csv'"),
+])
+def test_launchers_refuse_a_bad_config_before_building_or_queueing(tmp_path, monkeypatch, capsys, launcher,
+                                                                     overrides, message):
+    def never(*args, **kwargs):
+        raise AssertionError("the launcher went past its config")
+
+    for name in ("launch_local", "submit"):
+        monkeypatch.setattr(f"launch.{launcher}.{name}", never, raising=False)
+    main = local_main if launcher == "local" else launch_submitit.main
+    with pytest.raises(SystemExit) as e:
+        main(["--fname", str(MAIN_CONFIG), "--set", f"run.folder={tmp_path / 'run'}", *overrides])
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(errors) == 1 and message in errors[0]
+    assert not (tmp_path / "run").exists()
+
+
 # ------------------------------------------------------------------------------- launch.submitit
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 import torch
 import yaml
 
+from data_helpers import write_malicious_pickle
 from evals import attentive_probe as ap
 from vjm.config import Config, ConfigError, config_from_dict, load_config
 from vjm.data.toy import ensure_toy_dataset
@@ -307,12 +309,32 @@ def test_checkpoint_errors(tmp_path):
     # another model: weights of a ViT under a config that names the tiny VideoMamba
     vit = build("vit_tiny", embed_dim=32, depth=1, num_heads=2).state_dict()
     other = save_pretrain_checkpoint(tmp_path / "other.pt", models={"target_encoder": vit})
-    with pytest.raises(ValueError, match=f"do not fit '{TINY_MODEL}'"):
+    with pytest.raises(ValueError, match=f"do not fit: .* as '{TINY_MODEL}'"):
         load_frozen_encoder(other)
     # same key names, other shapes: a wider encoder
     wider = build("videomamba_tiny", embed_dim=64, depth=2).state_dict()
-    with pytest.raises(ValueError, match="do not fit"):
+    with pytest.raises(ValueError) as e:
         load_frozen_encoder(save_pretrain_checkpoint(tmp_path / "wider.pt", models={"target_encoder": wider}))
+    assert "\n" not in str(e.value)  # one line, not a line per tensor
+    assert re.search(r"do not fit: (\d+) of \1 tensors differ in shape \(e.g. 'patch_embed.proj.weight': "
+                     r"\[64, 3, 2, 16, 16\] in the checkpoint, \[32, 3, 2, 16, 16\] here\)", str(e.value))
+
+
+def test_an_encoder_with_nonfinite_weights_is_refused_naming_the_checkpoint(tmp_path, capsys):
+    weights = tiny_encoder().state_dict()
+    weights["stack.norm.weight"] = torch.full_like(weights["stack.norm.weight"], float("nan"))
+    path = save_pretrain_checkpoint(tmp_path / "diverged.pt", models={"target_encoder": weights})
+    with pytest.raises(ValueError) as e:
+        load_frozen_encoder(path)
+    assert str(e.value).startswith(f"checkpoint {path} (step 7): its 'target_encoder' weights are not finite "
+                                   "(NaN or inf in 1 of ")
+    assert "e.g. 'stack.norm.weight'" in str(e.value) and "\n" not in str(e.value)
+    load_frozen_encoder(path, random_init=True)  # the control needs only the architecture
+    config = tmp_path / "probe.yaml"
+    config.write_text("data: {dataset: toy, augment: false}\n")
+    with pytest.raises(SystemExit) as exit_:
+        ap.main(["--fname", str(config), "--checkpoint", str(path), "--device", "cpu"])
+    assert exit_.value.code == 2 and "weights are not finite" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------------------ resume
@@ -406,6 +428,53 @@ def test_feature_cache_on_disk_is_shared_and_keyed_by_weights(toy_root, tmp_path
         extract_features(tiny_encoder(seed=5), data.val, **kwargs)
 
 
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "foreign", "pickled code"])
+def test_an_unusable_feature_cache_is_discarded_with_a_warning_and_recomputed(toy_root, tmp_path, caplog, damage):
+    cfg = eval_config_from_dict(probe_config(toy_root))
+    val = build_eval_data(cfg.data).val
+    encoder = tiny_encoder()
+    kwargs = dict(num_segments=1, batch_size=8, num_workers=0, device=torch.device("cpu"), dtype=torch.float32,
+                  cache_dir=tmp_path / "cache", sampling={"frames": 4})
+    first = extract_features(encoder, val, **kwargs)
+    cache, = (tmp_path / "cache").glob("*.pt")
+    marker = tmp_path / "pwned"
+    if damage == "truncated":
+        cache.write_bytes(cache.read_bytes()[: cache.stat().st_size // 2])
+    elif damage == "garbage":
+        cache.write_bytes(b"\x80\x02not a tensor file" * 10)
+    elif damage == "foreign":  # a readable file of other samples
+        torch.save({"tokens": first.tokens[:3], "index": first.index[:3]}, cache)
+    else:
+        write_malicious_pickle(cache, marker)
+    with caplog.at_level("WARNING", logger="vjm.eval.features"):
+        again = extract_features(encoder, val, **kwargs)
+    torch.testing.assert_close(again.tokens, first.tokens)
+    warning, = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warning.startswith(f"features: discarding the unusable feature cache {cache} (") and "\n" not in warning
+    assert not marker.exists()
+    assert extract_features(encoder, val, **kwargs).tokens.shape == first.tokens.shape  # rewritten, readable
+
+
+@pytest.mark.parametrize("fmt", ["torch", "pickle"])
+def test_a_malicious_pickle_runs_no_code_at_the_probes_entry_points(toy_root, tmp_path, capsys, fmt):
+    marker = tmp_path / "pwned"
+    # --checkpoint: refused before anything else is read.
+    checkpoint = write_malicious_pickle(tmp_path / "latest.pt", marker, fmt)
+    config = tmp_path / "probe.yaml"
+    config.write_text(yaml.safe_dump(probe_config(toy_root, train={"epochs": 1})))
+    with pytest.raises(SystemExit) as e:
+        ap.main(["--fname", str(config), "--checkpoint", str(checkpoint), "--device", "cpu"])
+    assert e.value.code == 2 and f"checkpoint {checkpoint} could not be read safely" in capsys.readouterr().err
+    assert not marker.exists()
+    # The probe's own resumable state, beside a good checkpoint.
+    good = save_pretrain_checkpoint(tmp_path / "run" / "latest.pt")
+    (tmp_path / "run" / "probe_test_probe").mkdir()
+    state = write_malicious_pickle(tmp_path / "run" / "probe_test_probe" / "latest.pt", marker, fmt)
+    with pytest.raises(ValueError, match=f"probe state {state} could not be read"):
+        ap.main(["--fname", str(config), "--checkpoint", str(good), "--device", "cpu"])
+    assert not marker.exists()
+
+
 def test_cached_and_streamed_features_agree(toy_root, tmp_path):
     """Caching is an optimisation: validation through the loader gives the same accuracy."""
     encoder = tiny_encoder()
@@ -441,7 +510,7 @@ def test_feature_standardisation_uses_only_valid_tokens():
 @pytest.mark.parametrize("name, classes, frames, segments, views", [
     ("ssv2_16x2x3", 174, 16, 2, 3), ("k400_16x8x3", 400, 16, 8, 3), ("in1k_224", 1000, 1, 1, 1)])
 def test_benchmark_configs(name, classes, frames, segments, views):
-    cfg = load_eval_config(REPO / "configs" / "eval" / f"{name}.yaml")
+    cfg = load_eval_config(REPO / "configs" / "eval" / f"{name}.yaml", check_data=False)  # lists on the cluster
     d = cfg.data
     assert (d.num_classes, d.frames_per_clip, d.num_segments, d.num_views) == (classes, frames, segments, views)
     assert cfg.run.name == name

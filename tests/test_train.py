@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from data_helpers import write_malicious_pickle
 
 from vjm.config import config_from_dict, load_config
 from vjm.models import Predictor, sincos_3d
@@ -232,6 +233,26 @@ def test_a_skipped_step_that_exhausts_the_epoch_does_not_end_the_run(tmp_path, t
     assert trainer.step == 12 and calls["n"] == 13
 
 
+def test_resuming_a_checkpoint_of_another_size_says_which_sizes_differ_in_one_line(tmp_path, toy_root):
+    Trainer(config_from_dict(tiny_config(tmp_path, toy_root)), DistInfo()).save()
+    latest = tmp_path / "run" / "latest.pt"
+    wider = config_from_dict(tiny_config(tmp_path, toy_root, model={"embed_dim": 48}))
+    with pytest.raises(ValueError) as e:
+        Trainer(wider, DistInfo()).resume()
+    message = str(e.value)
+    assert "\n" not in message and message.startswith(
+        f"{latest} ('encoder') was trained with model.embed_dim=32; this config has model.embed_dim=48: its weights "
+        "do not fit: ")
+    assert message.endswith("Start a new run folder (run.folder), or set the model section as the checkpoint's")
+    # The model sections agree but the predictor is another: the tensors that differ are summarised.
+    other_predictor = tiny_config(tmp_path, toy_root,
+                                  objective={"name": "vjepa", "predictor": {"width": 24, "depth": 1}})
+    with pytest.raises(ValueError) as e:
+        Trainer(config_from_dict(other_predictor), DistInfo()).resume()
+    assert "\n" not in str(e.value) and str(e.value).startswith(f"{latest} ('predictor'): its weights do not fit: ")
+    assert "tensors differ in shape (e.g. " in str(e.value)
+
+
 def run_launcher(config: Path, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     return subprocess.Popen([sys.executable, "-m", "launch.local", "--fname", str(config), *extra],
@@ -286,7 +307,7 @@ def test_two_process_gloo_ddp(tmp_path, toy_root):
 
 @pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("vjepa_*.yaml")), ids=lambda p: p.name)
 def test_shipped_pretraining_configs_load_and_build(path):
-    cfg = load_config(path)
+    cfg = load_config(path, check_data=False)  # their lists are on the cluster
     from vjm.masks import build_mask_generators, token_grid
 
     grid = token_grid(cfg.data.frames_per_clip, cfg.data.crop_size, cfg.model.patch_size, cfg.model.tubelet_size)
@@ -325,3 +346,69 @@ def test_vjepa_context_loss_compares_the_predictor_at_visible_tokens_with_their_
     on_context = (pred_context - torch.stack([full[b, ctx[b]] for b in range(2)])).abs().mean()
     torch.testing.assert_close(metrics["l1_context"], on_context.detach())
     torch.testing.assert_close(loss, on_targets + 0.5 * on_context)
+
+
+@pytest.mark.parametrize("fmt", ["torch", "pickle"])
+def test_a_malicious_latest_checkpoint_runs_no_code_on_resume(tmp_path, toy_root, fmt):
+    marker = tmp_path / "pwned"
+    cfg = config_from_dict(tiny_config(tmp_path, toy_root))
+    trainer = Trainer(cfg, DistInfo())
+    write_malicious_pickle(cfg.run_dir / "latest.pt", marker, fmt)
+    with pytest.raises(ValueError, match=f"checkpoint {cfg.run_dir / 'latest.pt'} could not be read safely"):
+        trainer.fit()
+    assert not marker.exists()
+
+
+def test_every_file_the_code_unpickles_is_read_with_weights_only():
+    """A new entry point that calls torch.load without weights_only=True (or pickle, or np.load with
+    allow_pickle) could run code from a downloaded file: none may exist outside the tests."""
+    import ast
+
+    unsafe = []
+    for path in sorted(p for folder in ("vjm", "evals", "launch", "bench") for p in (ROOT / folder).rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not isinstance(node, ast.Call):
+                continue
+            called = ast.unparse(node.func)
+            keywords = {k.arg: ast.unparse(k.value) for k in node.keywords}
+            if (called == "torch.load" and keywords.get("weights_only") != "True"
+                    or called in ("pickle.load", "pickle.loads", "torch.jit.load")
+                    or called.endswith("np.load") and keywords.get("allow_pickle") not in (None, "False")):
+                unsafe.append(f"{path.relative_to(ROOT)}:{node.lineno}: {ast.unparse(node)}")
+    assert not unsafe, "\n".join(unsafe)
+
+
+def test_skipped_files_counts_distinct_files_names_each_once_and_reaches_log_csv(tmp_path, toy_root, caplog):
+    """Three bad files, each listed three times and met in both epochs: 3 in log.csv, each named once."""
+    from vjm.data.sources import read_file_list
+    from vjm.data.toy import ensure_toy_dataset
+
+    raw = tiny_config(tmp_path, toy_root, train={"epochs": 2, "steps_per_epoch": 5, "checkpoint_every": 5,
+                                                 "log_every": 2})
+    toy = raw["data"]
+    lists = ensure_toy_dataset(toy_root, num_train=toy["toy_num_train"], num_val=toy["toy_num_val"],
+                               frames=toy["toy_frames"], size=toy["toy_size"], seed=raw["run"]["seed"])
+    good = [f"{sample.path} {sample.label}" for sample in read_file_list(lists["train"]["direction"])[:11]]
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    (tmp_path / "garbage.mp4").write_bytes(os.urandom(2048))
+    bad = [tmp_path / "missing.mp4", tmp_path / "empty.mp4", tmp_path / "garbage.mp4"]
+    listing = tmp_path / "train.csv"  # 20 rows: 5 batches of 4, every row visited in each epoch
+    listing.write_text("\n".join(good + [f"{path} 0" for path in bad * 3]) + "\n")
+    raw["data"].update(dataset="video", train=[str(listing)])
+    cfg = config_from_dict(raw)
+    with caplog.at_level("WARNING"):
+        Trainer(cfg, DistInfo()).fit()
+    with (cfg.run_dir / "log.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [int(row["step"]) for row in rows] == [2, 4, 6, 8, 10]
+    assert int(float(rows[-1]["skipped_files"])) == 3
+    named = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Skipped unreadable file")]
+    assert sorted(message.split()[3] for message in named) == sorted(str(path) for path in bad)
+    # A resumed run keeps the files it already met: they are neither counted nor named again.
+    caplog.clear()
+    longer = config_from_dict({**raw, "train": {**raw["train"], "epochs": 3}})
+    with caplog.at_level("WARNING"):
+        Trainer(longer, DistInfo()).fit()
+    with (cfg.run_dir / "log.csv").open() as f:
+        assert int(float(list(csv.DictReader(f))[-1]["skipped_files"])) == 3
+    assert not [r for r in caplog.records if r.getMessage().startswith("Skipped unreadable file")]

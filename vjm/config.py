@@ -29,6 +29,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "DataConfig",
+    "DuplicateKeyError",
     "LaunchConfig",
     "ModelConfig",
     "ObjectiveConfig",
@@ -586,7 +587,61 @@ def _cross_check(cfg: Config) -> list[str]:
     if lc.gpus_per_node > 0 and lc.tasks_per_node != lc.gpus_per_node:
         errors.append(f"'launch.tasks_per_node' = {lc.tasks_per_node} must equal 'launch.gpus_per_node' = "
                       f"{lc.gpus_per_node}: training runs one process per GPU")
-    return errors
+    return errors + _model_problems(m) + _mask_problems(cfg) + _regularizer_problems(cfg.regularizers)
+
+
+# The registries are imported inside these checks: they import this module for its `param` machinery.
+# Building masks and regularisers is cheap; what they refuse here would otherwise stop a run only
+# after its model was built (or, under SLURM, after it waited in the queue).
+
+
+def _model_problems(model: ModelConfig) -> list[str]:
+    """An unregistered model name, or a key the named model does not take."""
+    from vjm.models import list_models
+    from vjm.models.factory import encoder_arguments
+
+    registered = list_models()
+    if model.name not in registered:
+        near = difflib.get_close_matches(model.name, registered, n=1)
+        hint = f"; did you mean {near[0]!r}?" if near else ""
+        return [f"'model.name' = {model.name!r} is not a registered model{hint} Registered: {', '.join(registered)}"]
+    try:
+        encoder_arguments(model)
+    except ConfigError as e:
+        return [str(e)]
+    return []
+
+
+def _mask_problems(cfg: Config) -> list[str]:
+    """Each mask generator built on the token grid the data and model sections imply."""
+    from vjm.masks import GridError, build_mask_generator, token_grid
+
+    d, m = cfg.data, cfg.model
+    try:
+        grid = token_grid(d.frames_per_clip, d.crop_size, m.patch_size, m.tubelet_size)
+    except ValueError:
+        return []  # the cross checks already name the crop or frames that do not divide
+    problems = []
+    for i, spec in enumerate(cfg.masks if cfg.objective.needs_masks else []):
+        params = {key: value for key, value in spec.items() if key != "kind"}
+        try:
+            build_mask_generator(spec.get("kind"), grid, where=f"masks[{i}]", **params)
+        except GridError as e:  # values this grid cannot honour: say where the grid comes from
+            problems.append(f"{e} (token grid (T', H', W') = {grid}, from 'data.frames_per_clip' / "
+                            "'model.tubelet_size' and 'data.crop_size' / 'model.patch_size')")
+        except ValueError as e:  # an unknown kind or parameter, or a value out of its range
+            problems.append(str(e))
+    return problems
+
+
+def _regularizer_problems(specs: list[dict[str, Any]]) -> list[str]:
+    from vjm.regularizers import build_regularizers
+
+    try:
+        build_regularizers(specs)
+    except (TypeError, ValueError) as e:
+        return [str(e)]
+    return []
 
 
 def validate_config(cfg: Config, where: str = "") -> None:
@@ -621,13 +676,62 @@ def config_from_dict(d: Mapping[str, Any], where: str = "", cls: type = Config) 
     return cfg
 
 
+class DuplicateKeyError(yaml.YAMLError):
+    """A mapping that names a key twice; ``problems`` says which keys, one line each."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key written twice in one mapping (plain YAML keeps the last
+    silently, so the first value a person reads is not the one that runs)."""
+
+    def get_single_data(self) -> Any:
+        node = self.get_single_node()
+        if node is None:
+            return None
+        problems = list(_duplicate_keys(node))
+        if problems:
+            raise DuplicateKeyError(problems)
+        return self.construct_document(node)
+
+
+def _duplicate_keys(node: yaml.Node, prefix: str = "", seen: set[int] | None = None) -> typing.Iterator[str]:
+    """A message for each key given twice in a mapping under ``node``, named by its dotted key."""
+    seen = set() if seen is None else seen
+    if id(node) in seen:  # an alias repeats a node already walked
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            yield from _duplicate_keys(item, f"{prefix}{i}.", seen)
+    elif isinstance(node, yaml.MappingNode):
+        first_line: dict[tuple[str, str], int] = {}
+        for key, value in node.value:
+            name = key.value if isinstance(key, yaml.ScalarNode) else "?"
+            if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                line = key.start_mark.line + 1
+                if (key.tag, key.value) in first_line:
+                    yield (f"key '{prefix}{name}' is given twice, at lines {first_line[key.tag, key.value]} and "
+                           f"{line}; YAML would keep only the last: remove one")
+                else:
+                    first_line[key.tag, key.value] = line
+            yield from _duplicate_keys(value, f"{prefix}{name}.", seen)
+
+
+def _load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_StrictLoader)
+
+
 def _parse_override(override: str) -> tuple[str, Any]:
     key, sep, text = override.partition("=")
     key = key.strip()
     if not sep or not key:
         raise ConfigError(f"--set {override!r}: expected key=value, e.g. optim.lr=1e-3 or masks.0.num_blocks=4")
     try:
-        value = yaml.safe_load(text) if text.strip() else None
+        value = _load_yaml(text) if text.strip() else None
     except yaml.YAMLError as e:
         raise ConfigError(f"--set {override!r}: the value is not valid YAML ({e})") from None
     return key, value
@@ -696,20 +800,28 @@ def apply_overrides(raw: dict[str, Any], overrides: Sequence[str], cls: type = C
     return raw
 
 
-def load_config(path: str | os.PathLike, overrides: Sequence[str] = (), cls: type = Config) -> Any:
+def load_config(path: str | os.PathLike, overrides: Sequence[str] = (), cls: type = Config, *,
+                check_data: bool = True) -> Any:
     """Read a YAML config, apply ``key=value`` overrides, fill derived defaults, validate.
 
-    ``cls`` is the schema (Config unless another is given, see config_from_dict).
+    ``cls`` is the schema (Config unless another is given, see config_from_dict). ``check_data``
+    also reads the data section's file lists and folders, so that a missing or unreadable one is an
+    error now rather than after the model is built; callers that use only the model section (a
+    random-init control, a benchmark on synthetic clips) turn it off.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path} (give a YAML file such as configs/vjepa_tiny.yaml)")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = _load_yaml(_read_text(path))
+    except DuplicateKeyError as e:
+        _raise(e.problems, str(path))
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
     if raw is None:
-        raw = {}
+        raise ConfigError(f"{path}: the file is empty (or holds only comments), so every key would silently take "
+                          "its default; write the keys you mean (configs/ has complete examples), or '{}' to ask "
+                          "for all defaults")
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(raw).__name__}")
     # File keys are checked first so that their errors name the file, then the overrides.
@@ -724,7 +836,28 @@ def load_config(path: str | os.PathLike, overrides: Sequence[str] = (), cls: typ
             run["name"] = path.stem
         elif run is None:
             raw["run"] = {"name": path.stem}
-    return config_from_dict(raw, where, cls)
+    cfg = config_from_dict(raw, where, cls)
+    if check_data:
+        _raise(_data_source_problems(cfg), where)
+    return cfg
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text; a config is a YAML file such as configs/vjepa_tiny.yaml") from None
+
+
+def _data_source_problems(cfg: Any) -> list[str]:
+    """Each file list or folder of the data section that is missing or unreadable (video and image data)."""
+    from vjm.data.sources import check_source  # the data package imports torch; keep it out of module import
+
+    data = getattr(cfg, "data", None)
+    if not isinstance(data, DataConfig) or data.dataset not in ("video", "image"):
+        return []
+    return [f"'data.{split}' item {i}: {problem}" for split in ("train", "val")
+            for i, source in enumerate(getattr(data, split)) if (problem := check_source(source)) is not None]
 
 
 class _Dumper(yaml.SafeDumper):

@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from .clip_sampling import ClipSampler
-from .datasets import ClipDataset, ImageDataset, VideoDataset
+from .datasets import ClipDataset, ImageDataset, VideoDataset, collate_items
 from .samplers import ResumableDistributedSampler, WorkerSeeder
 from .sources import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, check_paths_exist, read_sources
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, build_transform
@@ -50,7 +50,7 @@ def build_dataset(
     max_retries: int = 20,
     check_paths: int = 1000,
 ) -> ClipDataset:
-    """A video or image dataset whose items are ``{"clips", "label", "index", "num_skipped"}``.
+    """A video or image dataset whose items are ``{"clips", "label", "index", "num_skipped", "skipped"}``.
 
     Args:
         kind: ``"video"`` or ``"image"`` (images are one-frame clips; the clip sampling and
@@ -155,7 +155,7 @@ def build_loader(
         batch_size=batch_size,
         sampler=sampler,
         num_workers=num_workers,
-        collate_fn=collate_fn,
+        collate_fn=collate_fn or collate_items,
         drop_last=drop_last,
         pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
         worker_init_fn=WorkerInit(WorkerSeeder(seed, rank, sampler)),

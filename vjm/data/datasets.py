@@ -5,21 +5,23 @@ An item is a dict::
     {"clips": float [K, C, T, H, W],  # K = num_clips (training) or num_segments * num_views
      "label": int,                    # (evaluation, segment-major); images have T = 1
      "index": int,                    # dataset index of the sample actually returned
-     "num_skipped": int}              # bad files skipped to produce this item
+     "num_skipped": int,              # bad files skipped to produce this item
+     "skipped": [(path, reason), ...]}  # which they were, and why
 
 A missing, empty, truncated or undecodable file (or, with ``short_video="skip"``, a too-short
-video) is logged with its path, replaced by another sample and counted in ``num_skipped``, which
-travels through DataLoader workers so the trainer can log the totals.
+video) is replaced by another sample; ``skipped`` carries it through DataLoader workers (and
+``collate_items`` or the mask collator through batches) to a :class:`SkippedFiles`, which names
+each distinct file once in the log and counts it once, however often it is met.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 
 from .clip_sampling import ClipSampler, ShortVideoError
 from .decoders import DecodeError, check_decoder, open_video, read_image
@@ -86,7 +88,9 @@ class ClipDataset(Dataset):
             if index not in self._bad:
                 try:
                     clips = self.load(sample)
-                    return {"clips": clips, "label": sample.label, "index": index, "num_skipped": len(failed)}
+                    skipped = [(self.samples[i].path, self._bad[i]) for i in failed]
+                    return {"clips": clips, "label": sample.label, "index": index, "num_skipped": len(failed),
+                            "skipped": skipped}
                 except (DecodeError, ShortVideoError) as e:
                     self._report(index, sample, e)
             failed.append(index)
@@ -101,11 +105,8 @@ class ClipDataset(Dataset):
     def _report(self, index: int, sample: Sample, error: Exception) -> None:
         reason = error.reason if isinstance(error, DecodeError) else str(error)
         self._bad[index] = reason
-        log = logger.info if isinstance(error, ShortVideoError) else logger.warning
-        log(
-            "Skipping %s (%s); replacing it with another sample (%d skipped so far in this process)",
-            sample.path, reason, self.num_skipped + 1,
-        )
+        # Debug only: each worker process meets the file anew every epoch; SkippedFiles names it once.
+        logger.debug("Skipping %s (%s); replacing it with another sample", sample.path, reason)
 
     def _replacement(self, exclude: set[int]) -> int:
         # Drawn from the per-sample seeded RNG, so the replacement (and the whole item) depends
@@ -118,6 +119,36 @@ class ClipDataset(Dataset):
             if index not in exclude:
                 break
         return index
+
+
+def collate_items(items: Sequence[Mapping]) -> dict:
+    """A batch of dataset items: tensors stacked as DataLoader does, ``skipped`` pairs concatenated."""
+    skipped = [pair for item in items for pair in item.get("skipped", ())]
+    batch = default_collate([{key: value for key, value in item.items() if key != "skipped"} for item in items])
+    return {**batch, "skipped": skipped}
+
+
+class SkippedFiles:
+    """The distinct files that could not be read, with the reason: a file met in every epoch, by
+    several workers or ranks, or listed twice, is named in the log and counted once."""
+
+    def __init__(self, reasons: Mapping[str, str] | None = None):
+        self.reasons: dict[str, str] = dict(reasons or {})
+
+    def __len__(self) -> int:
+        return len(self.reasons)
+
+    def add(self, skipped: Iterable[Sequence[str]], report: bool = True) -> list[str]:
+        """Record (path, reason) pairs; logs (when ``report``) and returns the paths not seen before."""
+        new = []
+        for path, reason in skipped:
+            if path not in self.reasons:
+                self.reasons[path] = reason
+                new.append(path)
+                if report:
+                    logger.warning("Skipped unreadable file %s (%s); other samples replace it (named once, "
+                                   "%d distinct so far)", path, reason, len(self.reasons))
+        return new
 
 
 class VideoDataset(ClipDataset):

@@ -75,13 +75,47 @@ def read_file_list(list_path: str | os.PathLike) -> list[Sample]:
     folder together with its lists can be moved as a whole.
     """
     list_path = Path(list_path)
-    if not list_path.is_file():
-        raise FileNotFoundError(f"File list {str(list_path)!r} does not exist (or is not a file).")
     base = list_path.parent
     samples = []
-    with open(list_path, encoding="utf-8") as f:
+    for path, label in _list_entries(list_path):
+        samples.append(Sample(path if os.path.isabs(path) else str(base / path), label))
+    return samples
+
+
+def check_source(path: str | os.PathLike) -> str | None:
+    """Why ``path`` cannot be a data source, or None: what a config checks before any work starts.
+
+    A file list is read through (every line must parse); a folder only needs class sub-folders,
+    since listing every file of a large tree is the dataset's job, not the config's.
+    """
+    if os.path.isdir(path):
+        with os.scandir(path) as entries:
+            if not any(entry.is_dir() for entry in entries):
+                return f"folder {str(path)!r} has no class sub-folders; expected root/<class>/<file>"
+        return None
+    try:
+        for _ in _list_entries(Path(path)):
+            pass
+    except (FileNotFoundError, ValueError) as e:
+        return str(e)
+    return None
+
+
+# Bytes read to tell a text list from a binary file (a video or an archive given by mistake).
+_SNIFF_BYTES = 8192
+
+
+def _list_entries(list_path: Path) -> Iterator[tuple[str, int]]:
+    """The (path as written, label) of each sample line of a file list; errors name the file and line."""
+    if not list_path.is_file():
+        where = "" if list_path.is_absolute() else f" (relative to {os.getcwd()})"
+        raise FileNotFoundError(f"File list {str(list_path)!r}{where} does not exist (or is not a file).")
+    found = False
+    with open(list_path, "rb") as f:
+        _refuse_binary(list_path, f.read(_SNIFF_BYTES))
+        f.seek(0)
         for line_number, raw in enumerate(f, start=1):
-            line = raw.strip()
+            line = _decode(raw, list_path, line_number).strip()
             if not line or line.startswith("#"):
                 continue
             parsed = _split_path_label(line)
@@ -90,13 +124,31 @@ def read_file_list(list_path: str | os.PathLike) -> list[Sample]:
                     f"{list_path}:{line_number}: expected 'path label' with an integer label, "
                     f"space- or comma-separated; got {line!r}."
                 )
-            path, label = parsed
-            if not os.path.isabs(path):
-                path = str(base / path)
-            samples.append(Sample(path, label))
-    if not samples:
+            found = True
+            yield parsed
+    if not found:
         raise ValueError(f"File list {str(list_path)!r} holds no samples.")
-    return samples
+
+
+def _not_text(list_path: Path, line_number: int) -> ValueError:
+    return ValueError(
+        f"{list_path}:{line_number}: not UTF-8 text. A file list holds 'path label' lines of text; "
+        "this looks like a binary file (a video or an archive given as a list?)."
+    )
+
+
+def _refuse_binary(list_path: Path, head: bytes) -> None:
+    # A NUL byte never occurs in text; checking the head spares reading a whole video as one "line".
+    nul = head.find(b"\0")
+    if nul >= 0:
+        raise _not_text(list_path, head.count(b"\n", 0, nul) + 1)
+
+
+def _decode(raw: bytes, list_path: Path, line_number: int) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _not_text(list_path, line_number) from None
 
 
 def _split_path_label(line: str) -> tuple[str, int] | None:
@@ -181,7 +233,7 @@ def check_paths_exist(
         if not missing:
             continue
         fraction = len(missing) / len(samples)
-        examples = ", ".join(repr(p) for p in missing[:5])
+        examples = ", ".join(repr(p) for p in list(dict.fromkeys(missing))[:5])  # a list may repeat a path
         if fraction > max_missing_fraction:
             raise FileNotFoundError(
                 f"{len(missing)} of {len(samples)} checked paths from {source.name!r} do not exist, "

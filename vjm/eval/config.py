@@ -194,9 +194,11 @@ def _plain(x: Any) -> Any:
     return x
 
 
-def load_eval_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> EvalConfig:
-    """Read an evaluation YAML, apply ``key=value`` overrides, validate (ConfigError names every problem)."""
-    return load_config(path, overrides, cls=EvalConfig)
+def load_eval_config(path: str | os.PathLike, overrides: Sequence[str] = (), *, check_data: bool = True
+                     ) -> EvalConfig:
+    """Read an evaluation YAML, apply ``key=value`` overrides, validate (ConfigError names every problem);
+    ``check_data`` also reads its file lists (see vjm.config.load_config)."""
+    return load_config(path, overrides, cls=EvalConfig, check_data=check_data)
 
 
 def eval_config_from_dict(d: dict[str, Any], where: str = "") -> EvalConfig:

@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 
 from vjm.data import build_loader
-from vjm.data.datasets import ClipDataset
+from vjm.data.datasets import ClipDataset, SkippedFiles
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +78,29 @@ def _cache_key(fingerprint: str, dataset: ClipDataset, sampling: dict, dtype: to
     return digest.hexdigest()[:20]
 
 
+def _read_cache(path: Path, num_samples: int, what: str) -> CachedFeatures | None:
+    """The features cached at ``path``, or None when there are none or the file is unusable.
+
+    A cache is only a shortcut: a truncated, corrupt or foreign file (or one holding pickled code,
+    which ``weights_only`` refuses to run) is discarded with a warning and the features recomputed.
+    """
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        tokens, index = state["tokens"], state["index"]
+        if not (isinstance(tokens, torch.Tensor) and isinstance(index, torch.Tensor)
+                and len(tokens) == len(index) == num_samples):
+            raise ValueError(f"it does not hold tokens and indices of {num_samples} samples")
+    except Exception as exc:  # whatever is wrong with the file, the remedy is the same: recompute
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        logger.warning("%s: discarding the unusable feature cache %s (%s: %s); computing the features again",
+                       what, path, type(exc).__name__, reason)
+        return None
+    logger.info("%s: read %d cached samples from %s", what, num_samples, path)
+    return CachedFeatures(tokens, index)
+
+
 def extract_features(
     encoder: nn.Module,
     dataset: ClipDataset,
@@ -102,26 +125,25 @@ def extract_features(
     if cache_dir is not None:
         key = _cache_key(encoder_fingerprint(encoder), dataset, sampling or {}, dtype)
         path = Path(cache_dir) / f"{what.replace(' ', '_')}-{key}.pt"
-        if path.is_file():
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            logger.info("%s: read %d cached samples from %s", what, len(state["index"]), path)
-            return CachedFeatures(state["tokens"], state["index"])
+        cached = _read_cache(path, len(dataset), what)
+        if cached is not None:
+            return cached
     loader = build_loader(dataset, batch_size, num_workers, training=False, drop_last=False,
                           pin_memory=pin_memory and device.type == "cuda")
-    tokens, index, done, skipped = [], [], 0, 0
+    tokens, index, done, skipped = [], [], 0, SkippedFiles()
     started = time.monotonic()
     for step, batch in enumerate(loader, start=1):
         clips = batch["clips"].to(device, non_blocking=True)
         tokens.append(encode_clips(encoder, clips, num_segments, dtype).cpu())
         index.append(batch["index"])
         done += clips.shape[0]
-        skipped += int(batch["num_skipped"].sum())
+        skipped.add(batch["skipped"])
         if step % 10 == 0 or done == len(dataset):
             rate = done / (time.monotonic() - started)
             logger.info("%s: %d/%d samples, %.1f/s, ETA %.0fs", what, done, len(dataset), rate,
                         (len(dataset) - done) / rate)
     if skipped:
-        logger.warning("%s: %d unreadable samples were replaced by others", what, skipped)
+        logger.warning("%s: %d unreadable files were replaced by others", what, len(skipped))
     features = CachedFeatures(torch.cat(tokens), torch.cat(index))
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)

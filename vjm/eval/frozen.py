@@ -19,8 +19,9 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from vjm.config import Config, config_from_dict, load_config
+from vjm.config import config_from_dict, load_config
 from vjm.models import build_encoder
+from vjm.models.weights import load_weights
 from vjm.objectives import objective_class, objective_names
 from vjm.train.checkpoint import load_checkpoint
 
@@ -80,7 +81,7 @@ def load_frozen_encoder(checkpoint: str | os.PathLike | None = None, which: str 
         if not (random_init and pretrain_config is not None):
             raise ValueError("give --checkpoint PATH (a vjm pre-training checkpoint), or --random-init with "
                              "--pretrain-config YAML to build a random encoder of that config's model")
-        cfg = load_config(pretrain_config)
+        cfg = load_config(pretrain_config, check_data=False)  # only its model is built
     else:
         path = Path(checkpoint)
         state = _read_pretraining_checkpoint(path)
@@ -89,7 +90,11 @@ def load_frozen_encoder(checkpoint: str | os.PathLike | None = None, which: str 
         if not random_init:
             which = _choose_encoder(path, state, which)
             encoder = build_encoder(cfg.model)
-            _load_strictly(encoder, state["models"][which], path, which, cfg)
+            # The encoder is built from the checkpoint's own config: weights that do not fit were edited or mixed.
+            load_weights(encoder, state["models"][which], source=f"checkpoint {path} ({which!r})", model=cfg.model,
+                         saved_model=None, remedy=f"The encoder was built from the checkpoint's own config, as "
+                         f"{cfg.model.name!r}: weights of another model, or an edited file?")
+            _refuse_nonfinite(encoder, path, which, step)
     if random_init:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -144,10 +149,13 @@ def _choose_encoder(path: Path, state: dict[str, Any], which: str | None) -> str
     return which
 
 
-def _load_strictly(encoder: nn.Module, weights: dict, path: Path, which: str, cfg: Config) -> None:
-    try:
-        encoder.load_state_dict(weights, strict=True)
-    except RuntimeError as exc:  # missing / unexpected keys or tensors of another shape
-        detail = " ".join(str(exc).split())[:400]
-        raise ValueError(f"checkpoint {path}: its {which!r} weights do not fit {cfg.model.name!r}, the model its "
-                         f"config names (weights of another model?): {detail}") from None
+def _refuse_nonfinite(encoder: nn.Module, path: Path, which: str, step: int | None) -> None:
+    """A diverged encoder (NaN or inf weights) would be probed to chance without a word: refuse it."""
+    tensors = encoder.state_dict()
+    bad = [name for name, tensor in tensors.items() if tensor.is_floating_point() and not tensor.isfinite().all()]
+    if bad:
+        at = f" (step {step})" if step is not None else ""
+        raise ValueError(f"checkpoint {path}{at}: its {which!r} weights are not finite (NaN or inf in {len(bad)} of "
+                         f"{len(tensors)} tensors, e.g. {bad[0]!r}): the run diverged before this checkpoint was "
+                         "written. Probe an earlier checkpoint (train.keep_every keeps them), or retrain with a "
+                         "lower optim.lr")

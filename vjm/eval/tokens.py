@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import torch.nn as nn
 
 from vjm.data import build_loader
+from vjm.data.datasets import SkippedFiles
 from vjm.data.samplers import derive_seed
 
 from .features import CachedFeatures, encode_clips
@@ -49,6 +50,7 @@ class TokenSource:
     training: bool
     pin_memory: bool = True
     cached: CachedFeatures | None = None
+    skipped: SkippedFiles = field(default_factory=SkippedFiles)  # unreadable files met, each named once
 
     def __len__(self) -> int:
         n = len(self.dataset)
@@ -65,6 +67,7 @@ class TokenSource:
                               pin_memory=self.pin_memory and self.device.type == "cuda")
         loader.sampler.set_epoch(epoch)
         for batch in loader:
+            self.skipped.add(batch["skipped"])
             clips = batch["clips"].to(self.device, non_blocking=True)
             yield encode_clips(self.encoder, clips, self.num_segments, self.dtype), batch["label"].to(self.device)
 

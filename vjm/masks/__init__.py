@@ -5,7 +5,7 @@ config's ``masks`` list (``build_mask_generators``); each ``sample(batch_size, g
 sorted index tensors (context [B, Kc], target [B, Kt]) in raster order.
 """
 
-from vjm.masks.base import MaskGenerator, subsample_sorted
+from vjm.masks.base import GridError, MaskGenerator, subsample_sorted
 from vjm.masks.grid import Grid, check_grid, token_grid
 from vjm.masks.registry import (
     build_mask_generator,
@@ -25,6 +25,7 @@ __all__ = [
     "ClipRowMask",
     "FrameRowMask",
     "Grid",
+    "GridError",
     "MaskCollator",
     "MaskGenerator",
     "MultiBlockMask",

@@ -91,6 +91,10 @@ class MaskGenerator(abc.ABC):
 # prefixes the message with where the parameter came from.
 
 
+class GridError(ValueError):
+    """Parameter values that this token grid cannot honour (they may suit another grid)."""
+
+
 def check_int(name: str, value, *, minimum: int) -> int:
     if not is_int(value) or value < minimum:
         raise ValueError(f"parameter '{name}' must be an integer >= {minimum}, got {value!r}")

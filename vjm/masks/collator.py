@@ -31,7 +31,8 @@ class MaskCollator:
     """Collates samples {"clips": [K, C, T, H, W], "label", "index", "num_skipped"} into a batch.
 
     The batch holds "clip" [B*K, C, T, H, W] (a sample's K clips next to each other), "label"
-    [B*K], "index" [B], "num_skipped" (their sum), and "masks": one (context, target) pair of
+    [B*K], "index" [B], "num_skipped" (their sum), "skipped" (the (path, reason) pairs of the files
+    they replaced, concatenated), and "masks": one (context, target) pair of
     index tensors [B*K, ...] per generator, every clip masked independently ("masks" is left out
     when there are no generators: the collator then only stacks the batch).
 
@@ -83,6 +84,7 @@ class MaskCollator:
             "label": labels.repeat_interleave(clips_per_sample),
             "index": torch.tensor(indices, dtype=torch.long),
             "num_skipped": sum(int(sample["num_skipped"]) for sample in samples),
+            "skipped": [pair for sample in samples for pair in sample.get("skipped", ())],
         }
         if self.generators:  # an objective without masks gets a batch without the key
             batch["masks"] = masks

@@ -9,7 +9,7 @@ from typing import Optional, Sequence, Union
 import torch
 from torch import Tensor
 
-from vjm.masks.base import MaskGenerator, check_fraction, check_int, check_range
+from vjm.masks.base import GridError, MaskGenerator, check_fraction, check_int, check_range
 from vjm.masks.registry import register_mask
 
 Range = Union[float, Sequence[float]]
@@ -77,7 +77,7 @@ class MultiBlockMask(MaskGenerator):
         t, h, _ = self.block_shape(self.temporal_scale[0], self.spatial_scale[0], self.aspect_ratio[0])
         _, _, w = self.block_shape(self.temporal_scale[0], self.spatial_scale[0], self.aspect_ratio[1])
         if (t, h, w) == self.grid:
-            raise ValueError(
+            raise GridError(
                 f"every block covers the whole token grid {self.grid} (spatial_scale={list(self.spatial_scale)}, "
                 f"temporal_scale={list(self.temporal_scale)}), so no context token would remain; "
                 "lower spatial_scale or temporal_scale"

@@ -6,7 +6,7 @@ import difflib
 from dataclasses import fields
 from typing import Callable, Mapping, Optional, Sequence
 
-from vjm.masks.base import MaskGenerator
+from vjm.masks.base import GridError, MaskGenerator
 from vjm.masks.grid import check_grid
 
 _GENERATORS: dict[str, type[MaskGenerator]] = {}
@@ -53,7 +53,8 @@ def _build(kind: str, grid, params: Mapping, where: Optional[str]) -> MaskGenera
     try:
         return _GENERATORS[kind](grid=check_grid(grid), **params)
     except ValueError as error:
-        raise ValueError(f"{prefix}kind {kind!r}: {error}") from None
+        refused = GridError if isinstance(error, GridError) else ValueError  # callers may explain the grid
+        raise refused(f"{prefix}kind {kind!r}: {error}") from None
 
 
 def build_mask_generator(kind: str, grid, where: Optional[str] = None, **params) -> MaskGenerator:

@@ -117,7 +117,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     from vjm.config import load_config  # the config module is only needed by the CLI
 
     try:
-        cfg = load_config(args.fname)
+        cfg = load_config(args.fname, check_data=False)  # masks need the token grid, not the data
         grid = token_grid(cfg.data.frames_per_clip, cfg.data.crop_size, cfg.model.patch_size, cfg.model.tubelet_size)
         generators = build_mask_generators(cfg.masks, grid)
         path = draw_masks(generators, grid, args.num, args.out, seed=args.seed)

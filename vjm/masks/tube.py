@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from vjm.masks.base import MaskGenerator, check_fraction
+from vjm.masks.base import GridError, MaskGenerator, check_fraction
 from vjm.masks.registry import register_mask
 
 
@@ -15,7 +15,7 @@ def masked_count(ratio: float, total: int, what: str) -> int:
     """round(ratio * total), refused when it would leave no context or no target."""
     count = round(ratio * total)
     if not 1 <= count <= total - 1:
-        raise ValueError(
+        raise GridError(
             f"ratio={ratio:g} of {total} {what} masks {count}, which leaves no "
             f"{'target' if count < 1 else 'context'}; choose a ratio between {1 / total:.3g} and {1 - 1 / total:.3g}"
         )

@@ -28,7 +28,9 @@ import torch.distributed as torch_dist
 from torch.nn.parallel import DistributedDataParallel
 
 from vjm.config import Config, save_config
+from vjm.data.datasets import SkippedFiles
 from vjm.masks import MaskCollator, build_mask_generators, token_grid
+from vjm.models.weights import load_weights
 from vjm.objectives import build_objective
 
 from .checkpoint import copy_checkpoint, load_checkpoint, remove_stale_temp_files, save_checkpoint
@@ -205,13 +207,15 @@ class Trainer:
         self.params = [p for p in self.objective.parameters() if p.requires_grad]
         self.weights_norm = weight_norm(self.params)
         self.nonfinite_in_row = 0
-        self.skipped_files = 0
+        self.skipped = SkippedFiles()  # distinct unreadable files, the same on every rank once merged
+        self.skipped_here: list[tuple[str, str]] = []  # met by this rank since the last merge
         # Metrics that are values of a schedule (lr, EMA momentum): the same on every rank, not averaged.
         self.schedule_keys: set[str] = set()
 
     # -- checkpoints
 
     def state(self) -> dict[str, Any]:
+        self.merge_skipped()
         return {
             "config": self.cfg.to_dict(),
             "step": self.step,
@@ -219,10 +223,11 @@ class Trainer:
             "objective": self.cfg.objective.name,
             "models": {name: module.state_dict() for name, module in self.objective.checkpoint_modules().items()},
             "optimizer": self.optimizer.state_dict(),
-            "ranks": gather_from_ranks(self.dist, {"rng": rng_state(), "skipped_files": self.skipped_files}),
+            "ranks": gather_from_ranks(self.dist, {"rng": rng_state()}),
             "masks": self.collator.state_dict(),
             "data": {"steps_per_epoch": self.steps_per_epoch, "accum_steps": self.accum,
-                     "world_size": self.dist.world_size, "epoch_batch": self.epoch_batch},
+                     "world_size": self.dist.world_size, "epoch_batch": self.epoch_batch,
+                     "skipped_files": dict(self.skipped.reasons)},
         }
 
     def save(self) -> None:
@@ -281,7 +286,9 @@ class Trainer:
             if name not in state["models"]:
                 raise ValueError(f"{self.latest} holds no {name!r} (it has {sorted(state['models'])}); it was not "
                                  f"written by objective {self.cfg.objective.name!r}. Start a new run folder")
-            module.load_state_dict(state["models"][name])
+            load_weights(module, state["models"][name], source=f"{self.latest} ({name!r})", model=self.cfg.model,
+                         saved_model=state["config"].get("model"),
+                         remedy="Start a new run folder (run.folder), or set the model section as the checkpoint's")
         self.optimizer.load_state_dict(state["optimizer"])
         self.collator.load_state_dict(state["masks"])
         self.step = self.saved_step = state["step"]
@@ -294,13 +301,19 @@ class Trainer:
         ranks = state["ranks"]
         if len(ranks) == self.dist.world_size:
             set_rng_state(ranks[self.dist.rank]["rng"])
-            self.skipped_files = ranks[self.dist.rank]["skipped_files"]
         else:
             logger.warning("resuming on %d processes from a run on %d: random streams restart",
                            self.dist.world_size, len(ranks))
-            self.skipped_files = sum(r["skipped_files"] for r in ranks) if self.dist.is_main else 0
+        self.skipped = SkippedFiles(data.get("skipped_files", {}))  # older checkpoints kept only a count
         logger.info("resumed from %s at step %d (epoch %d)", self.latest, self.step, state["epoch"])
         return True
+
+    def merge_skipped(self) -> None:
+        """Add the files every rank skipped since the last merge; the main rank names the new ones.
+        A collective: every rank calls it at the same step (when logging or saving)."""
+        met = gather_from_ranks(self.dist, self.skipped_here)
+        self.skipped.add((pair for pairs in met for pair in pairs), report=self.dist.is_main)
+        self.skipped_here = []
 
     # -- one optimiser step
 
@@ -315,7 +328,7 @@ class Trainer:
     def next_batch(self, batches) -> dict[str, Any]:
         batch = next(batches)
         self.epoch_batch += 1
-        self.skipped_files += int(batch["num_skipped"])
+        self.skipped_here.extend(batch["skipped"])
         return batch
 
     def optimizer_step(self, batches) -> dict[str, float] | None:
@@ -431,12 +444,8 @@ class Trainer:
         means = {key: float(np.mean(values)) for key, values in window.items()}
         means = {key: all_reduce_mean(value) if key not in self.schedule_keys else value
                  for key, value in means.items()}
-        skipped = self.skipped_files
-        if self.dist.distributed:
-            total = torch.tensor(float(skipped), device=self.device)
-            torch_dist.all_reduce(total)
-            skipped = int(total.item())
-        means["skipped_files"] = skipped
+        self.merge_skipped()
+        means["skipped_files"] = len(self.skipped)
         run_log.write(self.step, epoch, means)
         if self.dist.is_main:
             logger.info(run_log.progress_line(self.step, epoch, self.cfg.train.epochs, means, clips_per_step,
