@@ -242,6 +242,8 @@ class TrainConfig:
     log_every: int = param(20, "steps between log lines", range=AT_LEAST_1)
     max_nonfinite: int = param(10, "consecutive non-finite losses before training stops", range=AT_LEAST_1)
     tensorboard: bool = param(True, "write TensorBoard scalars under <run folder>/tb")
+    image_every: int = param(0, "steps between the objective's pictures in TensorBoard (MAE: input, mask, "
+                             "reconstruction); 0 = none", range=NONNEG)
 
 
 @dataclass

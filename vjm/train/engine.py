@@ -244,6 +244,7 @@ class Trainer:
         sums: dict[str, float] = {}
         for k in range(self.accum):
             batch = next(batches)
+            self.image_batch = batch  # on the host: what the objective's pictures are drawn from
             self.skipped_files += int(batch["num_skipped"])
             batch = to_device(batch, self.device)
             last = k == self.accum - 1
@@ -314,6 +315,8 @@ class Trainer:
                     if self.step % cfg.train.log_every == 0 or self.step == self.total_steps:
                         last = self._log(run_log, window, epoch, clips_per_step)
                         window = {}
+                    if cfg.train.image_every and self.step % cfg.train.image_every == 0:
+                        self._draw_images(run_log)
                     if self.step % cfg.train.checkpoint_every == 0:
                         self.save()
                 del batches
@@ -322,6 +325,20 @@ class Trainer:
         finally:
             run_log.close()
         return last
+
+    def _draw_images(self, run_log: RunLog) -> None:
+        """The objective's pictures of the last training batch, to TensorBoard (rank 0). The random
+        streams are left as they were, so a run with pictures trains exactly as one without."""
+        if not (self.dist.is_main and self.cfg.train.tensorboard):
+            return
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices), torch.no_grad():
+            self.objective.eval()
+            try:
+                images = self.objective.images(to_device(self.image_batch, self.device))
+            finally:
+                self.objective.train()
+        run_log.write_images(self.step, images)
 
     def _log(self, run_log: RunLog, window: dict[str, list[float]], epoch: int, clips_per_step: int):
         means = {key: float(np.mean(values)) for key, values in window.items()}
