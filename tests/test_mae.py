@@ -13,6 +13,7 @@ from PIL import Image
 
 from evals import attentive_probe as ap
 from vjm.config import ConfigError, config_from_dict, load_config
+from vjm.data.toy import ensure_toy_dataset
 from vjm.masks import build_mask_generator
 from vjm.models import sincos_3d
 from vjm.objectives import MAE, build_objective
@@ -222,6 +223,18 @@ def test_the_toy_config_trains_the_loss_falls_and_tensorboard_gets_pictures(trai
     assert pictures[0][1] == {"reconstruction": (3, *grid_size(4, 3, 4, 32, 32)[::-1])}
     state = load_checkpoint(cfg.run_dir / "latest.pt")
     assert state["objective"] == "mae" and set(state["models"]) == {"encoder", "decoder"}
+
+
+def test_images_from_an_image_folder_train_as_one_frame_clips(trained, tmp_path, toy_root):
+    """MAE's image recipe (configs/mae_in1k_base.yaml) in small: an ImageFolder tree, random masks."""
+    lists = ensure_toy_dataset(toy_root, num_train=48, num_val=8, frames=8, size=32, seed=0)  # the fixture's
+    raw = tiny_config(tmp_path, toy_root, data={"dataset": "image", "train": [str(lists["image_train_folder"])],
+                                                "frames_per_clip": 1}, train={"epochs": 1, "steps_per_epoch": 2})
+    raw.update(masks=[{"kind": "random", "ratio": 0.75}], objective=mae_section())
+    trainer = Trainer(config_from_dict(raw), DistInfo())
+    result = trainer.fit()
+    assert trainer.objective.decoder.proj.out_features == 3 * 16 * 16  # one frame's patch
+    assert np.isfinite(result["loss"]) and result["skipped_files"] == 0
 
 
 def test_show_writes_the_reconstruction_png(trained, tmp_path, capsys):

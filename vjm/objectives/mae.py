@@ -5,6 +5,7 @@ encoder). A light attention decoder takes them, projected to its width, merged b
 learned mask token at every masked position, all with fixed 3D sin-cos positions, and predicts
 each masked token's pixels (vjm.models.Predictor with an attention body and a pixel head). The
 loss is the MSE to per-patch-normalised pixels (vjm.objectives.pixels) over masked tokens only.
+The encoded visible tokens are exposed to the config's regularisers as ``context``.
 
 A Mamba decoder is not offered: as reported for Mamba predictors, it learns to fill in masked
 tokens by itself and starves the encoder of gradient.

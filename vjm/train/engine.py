@@ -167,6 +167,7 @@ class Trainer:
         self.saved_step: int | None = None  # step of the last checkpoint written or resumed from
         self.nonfinite_in_row = 0
         self.skipped_files = 0
+        self.image_batch: dict | None = None  # the last micro-batch, on the host: objective pictures draw it
         # Metrics that are values of a schedule (lr, EMA momentum): the same on every rank, not averaged.
         self.schedule_keys: set[str] = set()
 
@@ -244,7 +245,7 @@ class Trainer:
         sums: dict[str, float] = {}
         for k in range(self.accum):
             batch = next(batches)
-            self.image_batch = batch  # on the host: what the objective's pictures are drawn from
+            self.image_batch = batch
             self.skipped_files += int(batch["num_skipped"])
             batch = to_device(batch, self.device)
             last = k == self.accum - 1
