@@ -13,6 +13,8 @@ Tasks (vjm.data.bench_tasks, generated once, real handwriting over real photos):
 * ``vjepa``: configs/vjepa_tiny.yaml (the main job's recipe) pre-trained on the unlabelled
   training clips of all three tasks, at each budget of the learning curve, over pre-training seeds;
 * ``vjepa_vit``: the same recipe with ViT-Ti, at the largest budget;
+* ``mae``: configs/mae_tiny.yaml's objective, masks and optimiser on the same encoder, data and
+  length (VideoMAE's recipe, at the largest budget);
 * ``supervised``: the same encoder trained with each task's labels (vjm's ``supervised``
   objective through the same engine): the upper bound of that task;
 * ``--variant NAME KEY=VALUE...``: the V-JEPA recipe with overrides, a row of its own.
@@ -53,6 +55,7 @@ from vjm.data.bench_tasks import NUM_CLASSES, TASK_KINDS, TASKS, ensure_bench_ta
 logger = logging.getLogger("evals.quality")
 
 MAIN_CONFIG = REPO / "configs" / "vjepa_tiny.yaml"
+MAE_CONFIG = REPO / "configs" / "mae_tiny.yaml"
 PROBE_CONFIG = REPO / "configs" / "eval" / "bench.yaml"
 
 
@@ -74,9 +77,9 @@ BUDGETS = {
                   probe_epochs=20, rows=("random", "vjepa", "supervised")),
     # One GPU, at most 10 minutes of pre-training a run; runs side by side.
     "gpu": Budget(steps=(256, 1024, 4096), batch_size=32, num_train=2048, num_val=1024, pretrain_seeds=2,
-                  probe_seeds=3, probe_epochs=20, rows=("random", "vjepa", "vjepa_vit", "supervised")),
+                  probe_seeds=3, probe_epochs=20, rows=("random", "vjepa", "vjepa_vit", "mae", "supervised")),
 }
-ROWS = ("random", "vjepa", "vjepa_vit", "supervised")
+ROWS = ("random", "vjepa", "vjepa_vit", "mae", "supervised")
 
 
 @dataclass
@@ -123,6 +126,16 @@ def supervised_overrides(task: str) -> list[str]:
             "data.hflip=false"]
 
 
+def objective_overrides(config: Path) -> list[str]:
+    """Overrides that give the main job another config's objective: its objective, masks,
+    regularisers and optimiser. Data, model and length stay the benchmark's, so the row shares the
+    main recipe's random-init control and supervised bound."""
+    raw = load_config(config).to_dict()
+    optim = [f"optim.{key}={json.dumps(value)}" for key, value in raw["optim"].items() if key != "warmup_steps"]
+    return [f"objective={json.dumps(raw['objective'])}", f"masks={json.dumps(raw['masks'])}",
+            f"regularizers={json.dumps(raw['regularizers'])}", *optim]
+
+
 def plan(args, budget: Budget, lists: dict, out: Path) -> list[Encoder]:
     """The encoders of the table, their pre-training configs written under ``out/configs``."""
     encoders: list[Encoder] = []
@@ -142,6 +155,8 @@ def plan(args, budget: Budget, lists: dict, out: Path) -> list[Encoder]:
             encoders += [pretrained("vjepa", TASKS, steps, seed, []) for steps in budget.steps]
         if "vjepa_vit" in budget.rows:
             encoders.append(pretrained("vjepa_vit", TASKS, largest, seed, ["model.name=vit_tiny"]))
+        if "mae" in budget.rows:
+            encoders.append(pretrained("mae", TASKS, largest, seed, objective_overrides(MAE_CONFIG)))
         for name, overrides in args.variant:
             encoders.append(pretrained(f"vjepa_{name}", TASKS, largest, seed, overrides))
         if "supervised" in budget.rows and seed == 0:  # the bound: one run per task

@@ -38,6 +38,17 @@ def test_plan_writes_one_config_per_run_with_its_data_and_length(tmp_path):
     assert load_config(encoders[-1].config, check_data=False).model.patch_size == 8
 
 
+def test_the_mae_row_is_the_mae_recipe_on_the_main_jobs_encoder_and_data(tmp_path):
+    encoders = plan(parse_args([]), small_budget(pretrain_seeds=1, rows=("random", "mae")), LISTS, tmp_path)
+    assert [enc.row for enc in encoders] == ["mae", "random"]
+    mae, main = load_config(encoders[0].config), load_config(REPO / "configs" / "vjepa_tiny.yaml")
+    recipe = load_config(REPO / "configs" / "mae_tiny.yaml")
+    assert (mae.objective, mae.masks, mae.regularizers) == (recipe.objective, recipe.masks, recipe.regularizers)
+    assert mae.optim.betas == recipe.optim.betas and mae.optim.warmup_steps == 1  # the benchmark's length
+    assert mae.model == main.model and mae.data.train == [LISTS["train"][task] for task in TASKS]
+    assert encoders[0].arch == encoders[1].arch  # compared with the main recipe's control
+
+
 def test_the_table_pools_seeds_and_reads_the_gap_against_its_own_control(tmp_path):
     encoders = plan(parse_args([]), small_budget(), LISTS, tmp_path)
     readings = {"vjepa": 40.0, "supervised": 80.0, "random": 20.0}

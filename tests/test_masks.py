@@ -22,6 +22,7 @@ GRID = (4, 8, 8)  # small enough to be quick, large enough for several blocks an
 SPECS = {
     "multiblock": {"num_blocks": 4, "spatial_scale": 0.15},
     "tube": {"ratio": 0.75},
+    "random": {"ratio": 0.75},
     "clip_row": {"ratio": 0.5},
     "frame_row": {"ratio": 0.5},
 }
@@ -287,7 +288,7 @@ def test_unknown_kind_names_it_and_lists_valid_kinds():
         build_mask_generators([{"kind": "multi_block"}], GRID)
     assert str(error.value) == (
         "masks[0]: unknown mask kind 'multi_block'; did you mean 'multiblock'? "
-        "valid kinds: clip_row, frame_row, multiblock, tube"
+        "valid kinds: clip_row, frame_row, multiblock, random, tube"
     )
 
 

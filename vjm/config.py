@@ -245,6 +245,8 @@ class TrainConfig:
     max_weight_growth: float = param(2.0, "factor by which one optimiser step may grow the norm of the trained "
                                           "weights before the run counts as diverged; 0 = no check", range=NONNEG)
     tensorboard: bool = param(True, "write TensorBoard scalars under <run folder>/tb")
+    image_every: int = param(0, "steps between the objective's pictures in TensorBoard (MAE: input, mask, "
+                             "reconstruction); 0 = none", range=NONNEG)
 
 
 @dataclass

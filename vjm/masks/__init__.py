@@ -18,6 +18,7 @@ from vjm.masks.registry import (
 # Importing the generators registers their kinds.
 from vjm.masks.multiblock import MultiBlockMask  # noqa: E402
 from vjm.masks.tube import TubeMask  # noqa: E402
+from vjm.masks.random import RandomMask  # noqa: E402
 from vjm.masks.rows import ClipRowMask, FrameRowMask  # noqa: E402
 from vjm.masks.collator import MaskCollator  # noqa: E402
 
@@ -29,6 +30,7 @@ __all__ = [
     "MaskCollator",
     "MaskGenerator",
     "MultiBlockMask",
+    "RandomMask",
     "TubeMask",
     "build_mask_generator",
     "build_mask_generators",

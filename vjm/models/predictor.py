@@ -1,8 +1,10 @@
-"""The V-JEPA predictor: from context tokens to features at the target positions.
+"""From context tokens to outputs at the target positions: V-JEPA's predictor (features) and
+MAE's decoder (pixels).
 
 Context tokens are projected to the predictor's width; every target position gets a learned mask
 token (one per mask kind). Both sets get their 3D sin-cos positions and are merged by position,
-so the sequence the predictor scans is in raster order, as the encoder's is.
+so the sequence the predictor scans is in raster order, as the encoder's is. The outputs at the
+target positions are projected to ``out_dim`` (the encoder's width unless given).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from .vit import AttentionStack
 
 class Predictor(nn.Module):
     def __init__(self, embed_dim: int, width: int = 192, depth: int = 6, kind: str = "mamba",
-                 num_heads: int = 6, num_mask_tokens: int = 1, scan_backend: str = "auto", merge: str = "mean"):
+                 num_heads: int = 6, num_mask_tokens: int = 1, scan_backend: str = "auto", merge: str = "mean",
+                 out_dim: int | None = None):
         super().__init__()
         self.width = width
         self.embed = nn.Linear(embed_dim, width)
@@ -30,13 +33,13 @@ class Predictor(nn.Module):
             self.body = AttentionStack(width, depth, num_heads)
         else:
             raise ValueError(f"Predictor: kind must be 'mamba' or 'attention', got {kind!r}")
-        self.proj = nn.Linear(width, embed_dim)
+        self.proj = nn.Linear(width, embed_dim if out_dim is None else out_dim)
 
     def forward(self, context: torch.Tensor, context_idx: torch.Tensor, target_idx: torch.Tensor,
                 grid: tuple[int, int, int], mask_index: int = 0, with_context: bool = False):
-        """context: (B, Kc, D) encoder output at context_idx (B, Kc); -> (B, Kt, D) at target_idx.
+        """context: (B, Kc, D) encoder output at context_idx (B, Kc); -> (B, Kt, out_dim) at target_idx.
 
-        ``with_context``: also return the outputs at the context positions, (B, Kc, D), as a pair
+        ``with_context``: also return the outputs at the context positions, (B, Kc, out_dim), as a pair
         (targets, context) -- for a loss on the visible tokens too (V-JEPA 2.1's dense loss)."""
         if not 0 <= mask_index < self.mask_tokens.shape[0]:
             raise IndexError(f"Predictor: mask_index {mask_index} but only {self.mask_tokens.shape[0]} mask tokens")

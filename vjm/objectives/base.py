@@ -43,6 +43,12 @@ class Objective(nn.Module):
         Returns values of a schedule (logged as they are, not averaged over processes)."""
         return {}
 
+    def images(self, batch: dict) -> dict[str, torch.Tensor]:
+        """Pictures of what the objective does with ``batch`` (reconstructions, say): {name: (3, H, W)
+        in [0, 1]}. The engine calls it on a training batch, in eval mode and without gradients, every
+        ``train.image_every`` steps and writes the pictures to TensorBoard. None by default."""
+        return {}
+
     def checkpoint_modules(self) -> dict[str, nn.Module]:
         """The children a checkpoint stores under "models" (all of them unless an objective says
         otherwise, e.g. a frozen teacher that is loaded from its own file)."""

@@ -209,6 +209,7 @@ class Trainer:
         self.nonfinite_in_row = 0
         self.skipped = SkippedFiles()  # distinct unreadable files, the same on every rank once merged
         self.skipped_here: list[tuple[str, str]] = []  # met by this rank since the last merge
+        self.image_batch: dict | None = None  # the last micro-batch, on the host: objective pictures draw it
         # Metrics that are values of a schedule (lr, EMA momentum): the same on every rank, not averaged.
         self.schedule_keys: set[str] = set()
 
@@ -337,6 +338,7 @@ class Trainer:
         sums: dict[str, float] = {}
         for k in range(self.accum):
             batch = self.next_batch(batches)
+            self.image_batch = batch
             batch = to_device(batch, self.device)
             last = k == self.accum - 1
             sync = contextlib.nullcontext() if last or not self.dist.distributed else self.model.no_sync()
@@ -427,6 +429,8 @@ class Trainer:
         if self.step % self.cfg.train.log_every == 0 or self.step == self.total_steps:
             self.last = self._log(run_log, self.window, self.epoch, clips_per_step)
             self.window = {}
+        if self.cfg.train.image_every and self.step % self.cfg.train.image_every == 0:
+            self._draw_images(run_log)
         if self.step % self.cfg.train.checkpoint_every == 0:
             self.save()
         if self.step < self.total_steps:
@@ -439,6 +443,20 @@ class Trainer:
             self.save()
         raise TrainingStopped(f"stopped by {signal_name(signum)} at step {self.step} of {self.total_steps}; "
                               f"saved {self.latest}. Run the same command to resume", signum)
+
+    def _draw_images(self, run_log: RunLog) -> None:
+        """The objective's pictures of the last training batch, to TensorBoard (rank 0). The random
+        streams are left as they were, so a run with pictures trains exactly as one without."""
+        if not (self.dist.is_main and self.cfg.train.tensorboard):
+            return
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices), torch.no_grad():
+            self.objective.eval()
+            try:
+                images = self.objective.images(to_device(self.image_batch, self.device))
+            finally:
+                self.objective.train()
+        run_log.write_images(self.step, images)
 
     def _log(self, run_log: RunLog, window: dict[str, list[float]], epoch: int, clips_per_step: int):
         means = {key: float(np.mean(values)) for key, values in window.items()}

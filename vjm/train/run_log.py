@@ -57,6 +57,14 @@ class RunLog:
                 self._writer.add_scalar(f"train/{key}", value, step)
             self._writer.flush()
 
+    def write_images(self, step: int, images: dict) -> None:
+        """Pictures {name: (3, H, W) in [0, 1]} to TensorBoard as images/<name>."""
+        if self._writer is None:
+            return
+        for name, picture in images.items():
+            self._writer.add_image(f"images/{name}", picture, step)
+        self._writer.flush()
+
     def _append_csv(self, row: dict) -> None:
         rows, fields = [], None
         if self.csv_path.exists():
