@@ -35,6 +35,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import math
 import os
 import statistics
 import subprocess
@@ -356,9 +357,17 @@ def summarise(encoders: list[Encoder]) -> dict[str, dict]:
         control, bound = controls.get(arch_of[label], {}), bounds.get(arch_of[label], {})
         for task in TASKS:
             if task in row and task in control and task in bound:
-                gap = bound[task]["mean"] - control[task]["mean"]
-                row[task]["gap_closed"] = (row[task]["mean"] - control[task]["mean"]) / gap if gap > 0 else None
+                row[task]["gap_closed"] = gap_closed(row[task], control[task], bound[task])
     return table
+
+
+def gap_closed(reading: dict, control: dict, bound: dict) -> float | None:
+    """(reading - control) / (bound - control); None when the bound does not beat the control by
+    more than twice their combined spread: a share of a gap inside the noise means nothing."""
+    gap = bound["mean"] - control["mean"]
+    if gap <= 2 * math.hypot(bound["std"], control["std"]):
+        return None
+    return (reading["mean"] - control["mean"]) / gap
 
 
 def markdown(table: dict[str, dict], header: str) -> str:
@@ -372,14 +381,14 @@ def markdown(table: dict[str, dict], header: str) -> str:
                 cells.append("-")
                 continue
             r = row[task]
-            gap = r.get("gap_closed")
-            shown = gap is not None and not label.startswith(("random", "supervised"))
-            gap_text = f", {100 * gap:.0f}% of gap" if shown else ""
+            gap, compared = r.get("gap_closed"), "gap_closed" in r and not label.startswith(("random", "supervised"))
+            gap_text = "" if not compared else ", no gap" if gap is None else f", {100 * gap:.0f}% of gap"
             cells.append(f"{r['mean']:.1f} ± {r['std']:.1f} (n={r['n']}{gap_text})")
         minutes = f"{row['pretrain_minutes']:.1f}" if row["pretrain_minutes"] is not None else "-"
         lines.append(f"| {label} | {minutes} | " + " | ".join(cells) + " |")
     lines += ["", "Top-1 % on held-out clips (new handwriting, new backgrounds): mean ± standard deviation over "
-              "pre-training seeds x probe seeds (n readings); % of gap = (row - random) / (supervised - random)."]
+              "pre-training seeds x probe seeds (n readings); % of gap = (row - random) / (supervised - random), "
+              "given only where supervised beats random by more than twice their combined spread (else: no gap)."]
     return "\n".join(lines) + "\n"
 
 

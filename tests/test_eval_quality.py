@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from evals.quality import BUDGETS, Budget, Job, markdown, parse_args, plan, probe_jobs, run_jobs, summarise
+from evals.quality import (BUDGETS, Budget, Job, markdown, parse_args, plan, probe_jobs, run_benchmark, run_jobs,
+                           summarise)
 from vjm.config import load_config
 from vjm.data.bench_tasks import NUM_CLASSES, TASKS
 
@@ -41,7 +42,7 @@ def test_plan_writes_one_config_per_run_with_its_data_and_length(tmp_path):
 def test_the_mae_row_is_the_mae_recipe_on_the_main_jobs_encoder_and_data(tmp_path):
     encoders = plan(parse_args([]), small_budget(pretrain_seeds=1, rows=("random", "mae")), LISTS, tmp_path)
     assert [enc.row for enc in encoders] == ["mae", "random"]
-    mae, main = load_config(encoders[0].config), load_config(REPO / "configs" / "vjepa_tiny.yaml")
+    mae, main = load_config(encoders[0].config, check_data=False), load_config(REPO / "configs" / "vjepa_tiny.yaml")
     recipe = load_config(REPO / "configs" / "mae_tiny.yaml")
     assert (mae.objective, mae.masks, mae.regularizers) == (recipe.objective, recipe.masks, recipe.regularizers)
     assert mae.optim.betas == recipe.optim.betas and mae.optim.warmup_steps == 1  # the benchmark's length
@@ -105,10 +106,19 @@ def test_report_only_reads_what_finished_and_runs_nothing(tmp_path):
     finished = tmp_path / "probes" / trained.run_dir.name / "digit_probe0"
     finished.mkdir(parents=True)
     (finished / "results.json").write_text('{"top1": 42.0}')
-    from evals.quality import run_benchmark
-
     run_benchmark(encoders, small_budget(probe_seeds=1), LISTS, tmp_path, args)
     assert trained.pretrain_s == 60 and trained.probes == {"digit": [42.0]}
     assert all(not enc.probes for enc in encoders[1:])
     jobs, _ = probe_jobs(encoders, small_budget(probe_seeds=1), LISTS, tmp_path, args, [])
     assert all(job.after is None for job in jobs) and not any("vjepa_8steps_seed1" in job.name for job in jobs)
+
+
+def test_no_share_of_a_gap_that_is_inside_the_spread(tmp_path):
+    encoders = plan(parse_args([]), small_budget(), LISTS, tmp_path)
+    readings = {"vjepa": 30.0, "supervised": 22.0, "random": 20.0}  # the bound within the noise
+    for enc in encoders:
+        base = readings[enc.row.split("_")[0]]
+        enc.probes = {task: [base - 2, base + 2] for task in enc.tasks}
+    table = summarise(encoders)
+    assert table["vjepa (8 steps)"]["digit"]["gap_closed"] is None
+    assert "30.0 ± 2.3 (n=4, no gap)" in markdown(table, "## test")
