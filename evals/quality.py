@@ -2,11 +2,11 @@
 to a supervised model?
 
     python -m evals.quality --budget cpu                      # 2 CPU cores; about an hour
-    python -m evals.quality --budget gpu --device cuda        # one GPU, runs side by side
+    python -m evals.quality --budget gpu --device cuda --parallel 14   # one GPU, runs side by side
     python -m evals.quality --budget gpu --device cuda --variant patch8 model.patch_size=8
 
 Tasks (vjm.data.bench_tasks, generated once, real handwriting over real photos): ``digit``
-(appearance, 10 classes), ``speed`` and ``rotation`` (motion, 3 and 2 classes). Rows:
+(appearance, 10 classes), ``speed`` and ``orbit`` (motion, 3 and 2 classes). Rows:
 
 * chance;
 * ``random``: the pre-training config's encoder, randomly initialised (one per probe seed);
@@ -76,8 +76,9 @@ BUDGETS = {
     # The main job's length on 2 CPU cores: each pre-training run takes minutes.
     "cpu": Budget(steps=(128,), batch_size=8, num_train=1024, num_val=512, pretrain_seeds=2, probe_seeds=3,
                   probe_epochs=20, rows=("random", "vjepa", "supervised")),
-    # One GPU, at most 10 minutes of pre-training a run; runs side by side.
-    "gpu": Budget(steps=(256, 1024, 4096), batch_size=32, num_train=2048, num_val=1024, pretrain_seeds=2,
+    # One GPU, at most 10 minutes of pre-training a run: small clips run host-bound at about 1 step/s
+    # each with 5-7 runs side by side on an H200 (docs/QUALITY.md), so the curve ends at 512 steps.
+    "gpu": Budget(steps=(128, 256, 512), batch_size=32, num_train=2048, num_val=1024, pretrain_seeds=2,
                   probe_seeds=3, probe_epochs=20, rows=("random", "vjepa", "vjepa_vit", "mae", "supervised")),
 }
 ROWS = ("random", "vjepa", "vjepa_vit", "mae", "supervised")

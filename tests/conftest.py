@@ -7,6 +7,15 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "slow: takes more than a few seconds on a 2-core CPU")
 
 
+@pytest.fixture
+def one_thread():
+    """Tiny models, many small tensor ops: on 2 shared cores, thread hand-offs cost more than the work."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def pytest_collection_modifyitems(config, items):
     if torch.cuda.is_available():
         return

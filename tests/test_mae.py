@@ -31,13 +31,7 @@ from test_train import read_losses, tiny_config
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny models: on 2 shared cores, thread hand-offs cost more than the work.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def mae_section(width: int = 32, depth: int = 1, num_heads: int = 4, **keys) -> dict:

@@ -28,13 +28,7 @@ SPECS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Many tiny tensor ops: extra threads only add contention on a shared 2-core CI machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def rng(seed=0):
