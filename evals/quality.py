@@ -15,6 +15,9 @@ Tasks (vjm.data.bench_tasks, generated once, real handwriting over real photos):
 * ``vjepa_vit``: the same recipe with ViT-Ti, at the largest budget;
 * ``mae``: configs/mae_tiny.yaml's objective, masks and optimiser on the same encoder, data and
   length (VideoMAE's recipe, at the largest budget);
+* ``arm``: configs/arm_tiny.yaml's objective, optimiser and encoder (MambaMLP-Ti: ARM needs one
+  causal scan, which the main job's bidirectional encoder is not) on the same data and length,
+  at the largest budget, against the random-init control of its own architecture;
 * ``supervised``: the same encoder trained with each task's labels (vjm's ``supervised``
   objective through the same engine): the upper bound of that task;
 * ``--variant NAME KEY=VALUE...``: the V-JEPA recipe with overrides, a row of its own.
@@ -57,6 +60,7 @@ logger = logging.getLogger("evals.quality")
 
 MAIN_CONFIG = REPO / "configs" / "vjepa_tiny.yaml"
 MAE_CONFIG = REPO / "configs" / "mae_tiny.yaml"
+ARM_CONFIG = REPO / "configs" / "arm_tiny.yaml"
 PROBE_CONFIG = REPO / "configs" / "eval" / "bench.yaml"
 
 
@@ -79,9 +83,10 @@ BUDGETS = {
     # One GPU, at most 10 minutes of pre-training a run: small clips run host-bound at about 1 step/s
     # each with 5-7 runs side by side on an H200 (docs/QUALITY.md), so the curve ends at 512 steps.
     "gpu": Budget(steps=(128, 256, 512), batch_size=32, num_train=2048, num_val=1024, pretrain_seeds=2,
-                  probe_seeds=3, probe_epochs=20, rows=("random", "vjepa", "vjepa_vit", "mae", "supervised")),
+                  probe_seeds=3, probe_epochs=20,
+                  rows=("random", "vjepa", "vjepa_vit", "mae", "arm", "supervised")),
 }
-ROWS = ("random", "vjepa", "vjepa_vit", "mae", "supervised")
+ROWS = ("random", "vjepa", "vjepa_vit", "mae", "arm", "supervised")
 
 
 @dataclass
@@ -138,6 +143,11 @@ def objective_overrides(config: Path) -> list[str]:
             f"regularizers={json.dumps(raw['regularizers'])}", *optim]
 
 
+def model_overrides(config: Path) -> list[str]:
+    """Overrides that give the main job another config's encoder (for an objective that needs its own)."""
+    return [f"model={json.dumps(load_config(config).to_dict()['model'])}"]
+
+
 def plan(args, budget: Budget, lists: dict, out: Path) -> list[Encoder]:
     """The encoders of the table, their pre-training configs written under ``out/configs``."""
     encoders: list[Encoder] = []
@@ -159,6 +169,9 @@ def plan(args, budget: Budget, lists: dict, out: Path) -> list[Encoder]:
             encoders.append(pretrained("vjepa_vit", TASKS, largest, seed, ["model.name=vit_tiny"]))
         if "mae" in budget.rows:
             encoders.append(pretrained("mae", TASKS, largest, seed, objective_overrides(MAE_CONFIG)))
+        if "arm" in budget.rows:
+            encoders.append(pretrained("arm", TASKS, largest, seed,
+                                       objective_overrides(ARM_CONFIG) + model_overrides(ARM_CONFIG)))
         for name, overrides in args.variant:
             encoders.append(pretrained(f"vjepa_{name}", TASKS, largest, seed, overrides))
         if "supervised" in budget.rows and seed == 0:  # the bound: one run per task

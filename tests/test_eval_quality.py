@@ -50,6 +50,17 @@ def test_the_mae_row_is_the_mae_recipe_on_the_main_jobs_encoder_and_data(tmp_pat
     assert encoders[0].arch == encoders[1].arch  # compared with the main recipe's control
 
 
+def test_the_arm_row_is_the_arm_recipe_with_its_causal_encoder_against_its_own_control(tmp_path):
+    encoders = plan(parse_args([]), small_budget(pretrain_seeds=1, rows=("random", "arm")), LISTS, tmp_path)
+    assert [enc.row for enc in encoders] == ["arm", "random", "random (arm)"]
+    arm, main = load_config(encoders[0].config, check_data=False), load_config(REPO / "configs" / "vjepa_tiny.yaml")
+    recipe = load_config(REPO / "configs" / "arm_tiny.yaml")
+    assert (arm.objective, arm.model, arm.masks) == (recipe.objective, recipe.model, [])
+    assert arm.optim.clip_grad == recipe.optim.clip_grad and arm.optim.warmup_steps == 1  # the benchmark's length
+    assert arm.data.train == [LISTS["train"][task] for task in TASKS] and arm.data.crop_size == main.data.crop_size
+    assert encoders[2].arch == encoders[0].arch != encoders[1].arch  # its control is its own architecture's
+
+
 def test_the_table_pools_seeds_and_reads_the_gap_against_its_own_control(tmp_path):
     encoders = plan(parse_args([]), small_budget(), LISTS, tmp_path)
     readings = {"vjepa": 40.0, "supervised": 80.0, "random": 20.0}

@@ -260,18 +260,23 @@ def run_launcher(config: Path, *extra: str) -> subprocess.Popen:
 
 
 def resumable_config(tmp_path: Path, toy_root: Path, objective: str) -> dict:
-    """tiny_config for ``objective``; MAE's also draws its TensorBoard pictures, which must not
-    change what is trained."""
+    """tiny_config for ``objective``; MAE's and ARM's also draw their TensorBoard pictures, which must
+    not change what is trained."""
     raw = tiny_config(tmp_path, toy_root, data={"num_workers": 1})
     if objective == "mae":
         raw["masks"] = [{"kind": "tube", "ratio": 0.5}]
         raw["objective"] = {"name": "mae", "decoder": {"width": 16, "depth": 1, "num_heads": 2}}
         raw["train"]["image_every"] = 2
+    if objective == "arm":
+        raw["model"] = {"name": "mambamlp_tiny", "embed_dim": 32, "depth": 2}
+        raw["objective"] = {"name": "arm", "cluster_size": 2, "decoder": {"width": 16, "depth": 1, "num_heads": 2}}
+        del raw["masks"]
+        raw["train"]["image_every"] = 2
     return raw
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("objective", ["vjepa", "mae"])
+@pytest.mark.parametrize("objective", ["vjepa", "mae", "arm"])
 def test_sigkill_then_restart_resumes_exactly(tmp_path, toy_root, objective):
     """Killed with SIGKILL and started again with the same command, the run continues from its
     last checkpoint and the following losses equal those of an uninterrupted run."""

@@ -2,6 +2,7 @@
 
 from . import videomamba, vit  # noqa: F401  (register the named sizes)
 from .blocks import MambaBlock, MambaMLPBlock
+from .cluster_decoder import ClusterDecoder
 from .mamba import MambaMixer, expand_uni_state_dict
 from .patch_embed import PatchEmbed3D
 from .pos_embed import sincos_3d
@@ -13,5 +14,5 @@ from .vit import VisionTransformer
 
 __all__ = [
     "build", "build_encoder", "list_models", "model_arguments", "register_model", "VideoMamba", "VisionTransformer", "MambaMixer",
-    "MambaBlock", "MambaMLPBlock", "Predictor", "PatchEmbed3D", "sincos_3d", "expand_uni_state_dict",
+    "MambaBlock", "MambaMLPBlock", "ClusterDecoder", "Predictor", "PatchEmbed3D", "sincos_3d", "expand_uni_state_dict",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
@@ -59,11 +60,21 @@ class MambaStack(nn.Module):
                     param /= math.sqrt(residuals_per_layer * self.depth)
 
     def forward(self, tokens: torch.Tensor, col_order: torch.Tensor | None = None) -> torch.Tensor:
-        hidden, residual = tokens, None
+        return self.forward_with_taps(tokens, (), col_order)[0]
+
+    def forward_with_taps(self, tokens: torch.Tensor, taps: Sequence[int], col_order: torch.Tensor | None = None
+                          ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """-> (the normed output, [the residual stream (fp32, not normed) after each block in ``taps``]);
+        blocks count from 1 (ARM's decoder reads blocks 6/8/10/12 of 12)."""
+        if any(not 1 <= tap <= self.depth for tap in taps):
+            raise ValueError(f"taps {list(taps)} must be blocks between 1 and the depth ({self.depth})")
+        hidden, residual, streams = tokens, None, {}
         for i, block in enumerate(self.blocks):
             hidden, residual = run_block(block, i < self.checkpoint_blocks, hidden, residual, col_order)
+            if i + 1 in taps:
+                streams[i + 1] = residual + hidden
         residual = residual + hidden
-        return self.norm(residual.to(self.norm.weight.dtype))
+        return self.norm(residual.to(self.norm.weight.dtype)), [streams[tap] for tap in taps]
 
 
 class VideoMamba(TokenEncoder):
@@ -105,6 +116,12 @@ def videomamba_middle(**kwargs) -> VideoMamba:
 @register_model
 def videomamba_base(**kwargs) -> VideoMamba:
     return VideoMamba(**{"embed_dim": 768, "depth": 24, **kwargs})
+
+
+@register_model
+def mambamlp_tiny(**kwargs) -> VideoMamba:
+    """ViT-Ti's width and depth in 1-scan MambaMLP blocks: ARM's toy configs."""
+    return VideoMamba(**{"embed_dim": 192, "depth": 12, "block": "mambamlp", "scan": "uni", **kwargs})
 
 
 @register_model

@@ -24,7 +24,7 @@ from vjm.models.encoder import gather_tokens
 
 from .base import Objective
 from .pictures import reconstruction_grid, to_display
-from .pixels import frames_per_token, patch_statistics, patchify, pixel_targets, unpatchify
+from .pixels import check_pixels_per_token, patch_statistics, patchify, pixel_targets, token_pixels, unpatchify
 from .registry import register_objective
 
 # Masks whose context and target MAE can take: the encoder sees the context, the decoder rebuilds
@@ -67,11 +67,6 @@ class MAEConfig(ObjectiveConfig):
         return errors
 
 
-def token_pixels(in_chans: int, frames_per_clip: int, patch_size: int, tubelet_size: int) -> int:
-    """Pixel values of one token's target: channels x its own frames x patch x patch."""
-    return in_chans * frames_per_token(frames_per_clip, tubelet_size) * patch_size * patch_size
-
-
 @register_objective("mae", MAEConfig)
 class MAE(Objective):
     encoders = ("encoder",)
@@ -96,12 +91,7 @@ class MAE(Objective):
     def targets(self, clip: torch.Tensor) -> torch.Tensor:
         """(B, N, P) fp32 pixel targets of every token, checked against what the decoder predicts."""
         targets = pixel_targets(clip, self.patch_size, self.tubelet_size, self.norm_pix)
-        predicted = self.decoder.proj.out_features
-        if targets.shape[-1] != predicted:
-            raise ValueError(f"MAE: the decoder predicts {predicted} pixel values per token, but tokens of this "
-                             f"{clip.shape[2]}-frame clip hold {targets.shape[-1]}: it was built for "
-                             f"{'images' if predicted < targets.shape[-1] else 'video'}; feed clips of the "
-                             "data.frames_per_clip it was trained with")
+        check_pixels_per_token("MAE", self.decoder.proj.out_features, targets.shape[-1], clip.shape[2])
         return targets
 
     def predict(self, clip: torch.Tensor, visible: torch.Tensor, masked: torch.Tensor):

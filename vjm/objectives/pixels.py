@@ -29,6 +29,11 @@ def frames_per_token(num_frames: int, tubelet_size: int) -> int:
     return tubelet_size if num_frames >= tubelet_size else num_frames
 
 
+def token_pixels(in_chans: int, frames_per_clip: int, patch_size: int, tubelet_size: int) -> int:
+    """Pixel values of one token's target: channels x its own frames x patch x patch."""
+    return in_chans * frames_per_token(frames_per_clip, tubelet_size) * patch_size * patch_size
+
+
 def patchify(clip: torch.Tensor, patch_size: int, tubelet_size: int) -> torch.Tensor:
     """(B, C, T, H, W) -> (B, N, C, frames x patch x patch): each token's own pixels, tokens in raster order."""
     if clip.dim() != 5:
@@ -65,3 +70,12 @@ def pixel_targets(clip: torch.Tensor, patch_size: int, tubelet_size: int, norm_p
         mean, std = patch_statistics(patches, per_channel=clip.shape[2] > 1)  # video: per channel
         patches = (patches - mean) / std
     return patches.flatten(2)
+
+
+def check_pixels_per_token(objective: str, predicted: int, targets: int, frames: int) -> None:
+    """A decoder built for images (one frame's patch) cannot take video, nor the other way round."""
+    if predicted != targets:
+        raise ValueError(f"{objective}: the decoder predicts {predicted} pixel values per token, but tokens of this "
+                         f"{frames}-frame clip hold {targets}: it was built for "
+                         f"{'images' if predicted < targets else 'video'}; feed clips of the "
+                         "data.frames_per_clip it was trained with")
