@@ -128,18 +128,18 @@ def test_divergence_never_reaches_a_checkpoint_and_the_named_one_resumes(tmp_pat
     Trainer(config(1, 1e-3), DistInfo()).fit()  # three good steps
     good = load_checkpoint(tmp_path / "run" / "latest.pt")["models"]
     with pytest.raises(DivergenceError) as stop:
-        Trainer(config(2, 1e6), DistInfo()).fit()
+        Trainer(config(2, 1e6), DistInfo(), allow_config_change=True).fit()
     message = str(stop.value)
     assert "update of step 4" in message and "nothing saved" in message
     assert f"Last good checkpoint: {tmp_path / 'run' / 'latest.pt'} (step 3)" in message
-    assert "--set optim.lr=100000 to resume" in message
+    assert "--set optim.lr=100000 --allow-config-change to resume" in message
     kept = load_checkpoint(tmp_path / "run" / "latest.pt")
     assert kept["step"] == 3
     for name, weights in good.items():
         for key, value in weights.items():
             assert torch.equal(kept["models"][name][key], value), f"{name}.{key} changed"
 
-    resumed = Trainer(config(2, 1e-4), DistInfo())  # the advised change
+    resumed = Trainer(config(2, 1e-4), DistInfo(), allow_config_change=True)  # the advised change
     result = resumed.fit()
     assert resumed.step == 6 and torch.isfinite(torch.tensor(result["loss"]))
     assert sorted(read_losses(tmp_path / "run")) == list(range(1, 7))
