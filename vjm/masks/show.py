@@ -43,6 +43,13 @@ def _token_pixels(grid: tuple[int, int, int]) -> int:
     return max(3, min(12, 112 // max(grid[1], grid[2])))
 
 
+def layout_text(grid: tuple[int, int, int]) -> str:
+    """The legend's sentence on what a row and a column of the picture are."""
+    frames, height, width = grid
+    return (f"a row is one sample (numbered left); a column is one time step t' of {frames}, an "
+            f"{height}x{width} grid of tokens (rows H', columns W'); T'xH'xW' = {frames}x{height}x{width}")
+
+
 def label_tokens(context, target, num_tokens: int) -> torch.Tensor:
     """Per-token labels [B, N] (UNUSED, CONTEXT or TARGET) from index tensors [B, K]."""
     labels = torch.full((context.shape[0], num_tokens), UNUSED, dtype=torch.long)
@@ -78,8 +85,7 @@ def draw_masks(
     frame_w, frame_h = width * px, height * px
     band_h = _LINE + num * (frame_h + _GAP)
     left = _MARGIN + _LABEL_W  # where the grids start
-    layout = (f"a row is one sample (numbered left); a column is one time step t' of {frames}, an "
-              f"{height}x{width} grid of tokens (rows H', columns W'); T'xH'xW' = {frames}x{height}x{width}")
+    layout = layout_text(grid)
     image_w = max(left + frames * (frame_w + _GAP) + _MARGIN, 7 * len(layout) // 2 + 2 * _MARGIN, 560)
     legend_h = 3 * _LINE + _GAP
     image_h = 2 * _MARGIN + legend_h + len(generators) * (band_h + _GAP)
@@ -128,13 +134,17 @@ def _wrap(draw: ImageDraw.ImageDraw, text: str, at: tuple[int, int], width: int)
         draw.text((at[0], at[1] + _LINE), " ".join(words), fill=_TEXT)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Draw masks sampled from a config's mask generators as a PNG.")
     parser.add_argument("--fname", required=True, help="YAML config file")
     parser.add_argument("--out", default="masks.png", help="PNG file to write")
     parser.add_argument("--num", type=int, default=4, help="samples per generator")
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    args = build_parser().parse_args(argv)
 
     from vjm.config import load_config  # the config module is only needed by the CLI
 

@@ -30,15 +30,15 @@ __all__ = ["EXPORT_FORMAT", "exported_model", "is_exported", "load_exported", "l
 EXPORT_FORMAT = "vjm-encoder-v1"
 
 
-def save_exported(encoder: nn.Module, model: ModelConfig, path: str | os.PathLike, **provenance: Any) -> Path:
-    """Write ``encoder``'s weights and ``model`` (its config section) to ``path``; ``provenance``
+def save_exported(module: nn.Module, model: ModelConfig, path: str | os.PathLike, **provenance: Any) -> Path:
+    """Write ``module``'s weights and ``model`` (its config section) to ``path``; ``provenance``
     (objective, encoder, step, checkpoint, ...) goes into the metadata as text."""
     from safetensors.torch import save_file
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # Contiguous copies: safetensors refuses views and tensors that share memory.
-    tensors = {name: tensor.detach().cpu().contiguous().clone() for name, tensor in encoder.state_dict().items()}
+    tensors = {name: tensor.detach().cpu().contiguous().clone() for name, tensor in module.state_dict().items()}
     metadata = {"format": EXPORT_FORMAT, "model": json.dumps(dataclasses.asdict(model)),
                 **{key: str(value) for key, value in provenance.items() if value is not None}}
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
