@@ -24,7 +24,7 @@ from vjm.config import Config, ConfigError, load_config
 from vjm.console import setup_logging
 from vjm.cpu import use_threads
 from vjm.data.errors import DataError
-from vjm.train.distributed import DistInfo, cleanup, init_distributed
+from vjm.train.distributed import cleanup, init_distributed
 from vjm.train.run_folder import ALLOW_FLAG
 from vjm.train.stopping import STOP
 
