@@ -33,7 +33,7 @@ EXPORT_FORMAT = "vjm-encoder-v1"
 def save_exported(module: nn.Module, model: ModelConfig, path: str | os.PathLike, **provenance: Any) -> Path:
     """Write ``module``'s weights and ``model`` (its config section) to ``path``; ``provenance``
     (objective, encoder, step, checkpoint, ...) goes into the metadata as text."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -41,9 +41,14 @@ def save_exported(module: nn.Module, model: ModelConfig, path: str | os.PathLike
     tensors = {name: tensor.detach().cpu().contiguous().clone() for name, tensor in module.state_dict().items()}
     metadata = {"format": EXPORT_FORMAT, "model": json.dumps(dataclasses.asdict(model)),
                 **{key: str(value) for key, value in provenance.items() if value is not None}}
+    # Written by us rather than save_file, which creates the file readable by its owner only: a file
+    # to share gets the usual permissions. A temporary file renamed over the target: never half written.
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        save_file(tensors, str(tmp), metadata=metadata)
+        with open(tmp, "wb") as f:
+            f.write(save(tensors, metadata=metadata))
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
