@@ -54,6 +54,7 @@ if str(REPO) not in sys.path:  # run as a script
 
 from vjm.config import load_config, save_config  # noqa: E402
 from vjm.console import setup_logging  # noqa: E402
+from vjm.cpu import default_threads, usable_cores  # noqa: E402
 from vjm.data.bench_tasks import NUM_CLASSES, TASK_KINDS, TASKS, ensure_bench_tasks  # noqa: E402
 
 logger = logging.getLogger("evals.quality")
@@ -109,7 +110,7 @@ class Encoder:
 
 def loader_workers(args) -> int:
     """Data workers of each run: the cores shared by the runs side by side."""
-    return max(1, min(6, (os.cpu_count() or 2) // max(1, args.parallel) - 1))
+    return max(1, min(6, usable_cores() // max(1, args.parallel) - 1))
 
 
 def pretraining_overrides(budget: Budget, lists: dict, tasks: tuple[str, ...], steps: int, seed: int,
@@ -423,7 +424,8 @@ def parse_args(argv):
     parser.add_argument("--num-val", type=int, help="validation clips per task (default: the budget's)")
     parser.add_argument("--probe-epochs", type=int, help="epochs of each probe (default: the budget's)")
     parser.add_argument("--parallel", type=int, default=1, help="runs side by side (GPU: 4-8)")
-    parser.add_argument("--threads", type=int, help="intra-op threads of each run (default: the cores / --parallel)")
+    parser.add_argument("--threads", type=int, help="intra-op threads of each run (default: its share of the cores "
+                                                    "this process may use, less its loader workers)")
     parser.add_argument("--report-only", action="store_true",
                         help="train and probe nothing: the table of what has finished (e.g. copied from elsewhere)")
     parser.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
@@ -436,7 +438,7 @@ def parse_args(argv):
             parser.error(f"--variant {variant[0]}: give a name and at least one KEY=VALUE override")
     args.variant = [(v[0], v[1:]) for v in args.variant]
     # Runs side by side must not each take every core: oversubscribed threads slow them all.
-    args.threads = args.threads or max(1, (os.cpu_count() or 1) // args.parallel)
+    args.threads = args.threads or default_threads(loader_workers(args), args.parallel)
     return args
 
 

@@ -3,13 +3,15 @@
     python -m launch.local --fname configs/vjepa_tiny.yaml --devices cuda:0 cuda:1   # 2 GPUs, NCCL
     python -m launch.local --fname configs/vjepa_tiny.yaml --devices cpu cpu         # 2 CPU processes, gloo
     python -m launch.local --fname configs/vjepa_tiny.yaml --debug                   # main thread, no workers
+    python -m launch.local --fname configs/vjepa_tiny.yaml --set run.folder=runs/vjepa_tiny_lr1e-3 optim.lr=1e-3
 
 Several devices: torch.multiprocessing spawns one process per device, rendezvous on 127.0.0.1 at a
 free port. One device (or --debug): training runs in this process.
 
 SIGTERM, SIGUSR1 or Ctrl-C: training stops after its current step, saves, and the command exits
 with one line saying so (code 128 + the signal's number); the same command resumes. This process
-passes the signals on to the ones it spawned.
+passes the signals on to the ones it spawned. A run folder whose checkpoint was trained with another
+recipe is refused before anything is built (--allow-config-change continues it with the change).
 """
 
 from __future__ import annotations
@@ -28,15 +30,16 @@ from typing import Any
 import torch
 import torch.multiprocessing as mp
 
-from launch import TrainFn, add_config_args, run_training
-from vjm.config import Config, ConfigError, load_config
-from vjm.console import setup_logging
+from launch import USER_ERRORS, TrainFn, add_config_args, config_from_args, run_training
+from vjm.config import Config
+from vjm.console import debug_requested, error_line, setup_logging
 from vjm.train.distributed import find_free_port, resolve_device
+from vjm.train.run_folder import check_run_folder
 from vjm.train.stopping import STOP_SIGNALS, RunHalted
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["check_devices", "default_devices", "launch_local", "main"]
+__all__ = ["build_parser", "check_devices", "default_devices", "launch_local", "main"]
 
 _DIST_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
@@ -81,19 +84,19 @@ def _dist_env(rank: int, world_size: int, port: int | None) -> Iterator[None]:
                 os.environ[k] = v
 
 
-def _worker(rank: int, cfg: Config, devices: list[str], port: int, train_fn: TrainFn | None, halts) -> None:
+def _worker(rank: int, cfg: Config, devices: list[str], port: int, train_fn: TrainFn | None, halts,
+            allow_config_change: bool) -> None:
     """Body of a spawned process (module-level so that spawn can pickle it).
 
     A run that halts (a stop signal, divergence) sends its message and exit code to the parent
     through `halts` (from rank 0; every rank halts together) instead of a traceback.
     """
     world_size = len(devices)
-    if devices[rank] == "cpu":
-        # N processes on one CPU: split the cores instead of each taking all of them.
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // world_size))
     with _dist_env(rank, world_size, port):
         try:
-            run_training(cfg, devices[rank], train_fn)
+            # N processes on this machine: each takes its share of the cores, not all of them.
+            run_training(cfg, devices[rank], train_fn, allow_config_change=allow_config_change,
+                         local_processes=world_size)
         except RunHalted as halt:
             if rank == 0:
                 halts.put((str(halt), halt.exit_code))
@@ -119,12 +122,13 @@ def _forwarding_signals(processes: Sequence[mp.Process]) -> Iterator[None]:
             signal.signal(signum, handler)
 
 
-def _spawn(cfg: Config, devices: list[str], train_fn: TrainFn | None) -> None:
+def _spawn(cfg: Config, devices: list[str], train_fn: TrainFn | None, allow_config_change: bool) -> None:
     """One process per device; raises RunHalted when they halted."""
     port = find_free_port()
     logger.info("spawning %d processes on %s (rendezvous 127.0.0.1:%d)", len(devices), ", ".join(devices), port)
     halts = mp.get_context("spawn").SimpleQueue()
-    context = mp.start_processes(_worker, args=(cfg, devices, port, train_fn, halts), nprocs=len(devices),
+    context = mp.start_processes(_worker, args=(cfg, devices, port, train_fn, halts, allow_config_change),
+                                 nprocs=len(devices),
                                  join=False, start_method="spawn")
     with _forwarding_signals(context.processes):
         while not context.join():
@@ -134,13 +138,14 @@ def _spawn(cfg: Config, devices: list[str], train_fn: TrainFn | None) -> None:
 
 
 def launch_local(cfg: Config, devices: Sequence[str] = ("cpu",), *, debug: bool = False,
-                 train_fn: TrainFn | None = None) -> Any:
+                 train_fn: TrainFn | None = None, allow_config_change: bool = False) -> Any:
     """Train on this node with one process per device.
 
     ``debug`` runs a single process in the calling thread with no data-loader workers, so that a
     debugger can step through everything. Returns the trainer's result when training ran in this
     process; with several processes, results are in the run folder and None is returned. Raises
-    RunHalted when training stopped early (a stop signal, divergence).
+    RunHalted when training stopped early (a stop signal, divergence). ``allow_config_change``
+    resumes a checkpoint trained with another recipe (vjm.train.run_folder).
     """
     devices = check_devices(devices)
     if debug:
@@ -151,28 +156,39 @@ def launch_local(cfg: Config, devices: Sequence[str] = ("cpu",), *, debug: bool 
         logger.info("debug mode: one process in the main thread, data.num_workers = 0")
     if len(devices) == 1:
         with _dist_env(0, 1, None):
-            return run_training(cfg, devices[0], train_fn)
-    _spawn(cfg, devices, train_fn)
+            return run_training(cfg, devices[0], train_fn, allow_config_change=allow_config_change)
+    _spawn(cfg, devices, train_fn, allow_config_change)
     return None
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m launch.local", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_args(parser)
     parser.add_argument("--devices", nargs="+", default=None, metavar="DEVICE",
                         help="one process per device: cpu (repeatable), cuda, cuda:N; default: every GPU, else cpu")
     parser.add_argument("--debug", action="store_true",
-                        help="one process in the main thread, no data-loader workers (for a debugger)")
+                        help="one process in the main thread, no data-loader workers (for a debugger); errors "
+                             "show their traceback (as with VJM_DEBUG=1)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(0)
     try:
-        cfg = load_config(args.fname, args.overrides)
+        cfg = config_from_args(args)
         devices = check_devices(args.devices or default_devices())
-    except (ConfigError, FileNotFoundError, ValueError) as e:
-        parser.exit(2, f"error: {e}\n")
+        check_run_folder(cfg, args.allow_config_change)
+    except (*USER_ERRORS, ValueError) as e:
+        parser.exit(2, error_line(e))
     try:
-        launch_local(cfg, devices, debug=args.debug)
+        launch_local(cfg, devices, debug=args.debug, allow_config_change=args.allow_config_change)
+    except USER_ERRORS as e:  # met while training: the data, or a checkpoint this config cannot resume
+        if debug_requested(args.debug):
+            raise
+        parser.exit(2, error_line(e))
     except RunHalted as halt:
         parser.exit(halt.exit_code, f"{halt}\n")
     except KeyboardInterrupt:  # before training could catch it (imports, start-up)

@@ -1,6 +1,6 @@
 """Submit pre-training to SLURM through submitit, or run it here when there is no SLURM.
 
-    python -m launch.submitit --fname configs/vjepa_tiny.yaml [--set optim.lr=1e-3 ...]
+    python -m launch.submitit --fname configs/vjepa_tiny.yaml [--set optim.lr=1e-3 ...] [--threads N]
         [--nodes 2 --tasks-per-node 8 --gpus-per-node 8 --cpus-per-task 10 --mem-gb 480
          --partition learn --account proj --time 4320 --constraint h100 --qos high] [--local]
 
@@ -9,6 +9,8 @@ checkpointable callable: when SLURM preempts it or its time runs out, submitit's
 makes training stop after its current step and save <run folder>/latest.pt, then submitit
 requeues the job, which resumes from there: a preemption loses no finished step. Without ``sbatch``/``srun`` on PATH, or with --local,
 the same training runs on this machine through launch.local (one process per visible GPU, or the CPU).
+A run folder whose checkpoint was trained with another recipe is refused before the job is queued
+(--allow-config-change continues it with the change).
 """
 
 from __future__ import annotations
@@ -25,15 +27,16 @@ from typing import Any
 import submitit
 from submitit.helpers import DelayedSubmission
 
-from launch import TrainFn, add_config_args, run_training
+from launch import USER_ERRORS, TrainFn, add_config_args, config_from_args, run_training
 from launch.local import default_devices, launch_local
-from vjm.config import Config, ConfigError, LaunchConfig, config_from_dict, load_config
-from vjm.console import setup_logging
+from vjm.config import Config, LaunchConfig, config_from_dict
+from vjm.console import debug_requested, error_line, setup_logging
+from vjm.train.run_folder import check_run_folder
 from vjm.train.stopping import STOP, RunHalted, TrainingStopped
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TrainingJob", "executor_parameters", "find_slurm", "main", "make_executor", "submit"]
+__all__ = ["TrainingJob", "build_parser", "executor_parameters", "find_slurm", "main", "make_executor", "submit"]
 
 # Command-line flag -> key of the config's launch section.
 FLAGS = {
@@ -50,9 +53,10 @@ _LAUNCH_HELP = {f.name: f.metadata["help"] for f in dataclasses.fields(LaunchCon
 class TrainingJob:
     """What each SLURM task runs. Picklable; checkpointable, so that preemption or timeout requeues it."""
 
-    def __init__(self, cfg: Config, train_fn: TrainFn | None = None) -> None:
+    def __init__(self, cfg: Config, train_fn: TrainFn | None = None, allow_config_change: bool = False) -> None:
         self.cfg = cfg
         self.train_fn = train_fn
+        self.allow_config_change = allow_config_change
 
     def __call__(self) -> Any:
         """Train. submitit's preemption signal stops training after its step with a checkpoint; then
@@ -62,7 +66,7 @@ class TrainingJob:
         requeue = signal.getsignal(preemption)  # submitit's checkpoint-and-requeue handler, under submitit
         try:
             with STOP.catching([preemption], take_over=True):
-                return run_training(self.cfg, device, self.train_fn)
+                return run_training(self.cfg, device, self.train_fn, allow_config_change=self.allow_config_change)
         except TrainingStopped as stop:
             if stop.signum != preemption or not callable(requeue):
                 raise
@@ -75,7 +79,7 @@ class TrainingJob:
         copy of this job, which resumes from <run folder>/latest.pt."""
         logger.warning("job preempted or out of time: requeueing; training resumes from %s",
                        self.cfg.run_dir / "latest.pt")
-        return DelayedSubmission(TrainingJob(self.cfg, self.train_fn))
+        return DelayedSubmission(TrainingJob(self.cfg, self.train_fn, self.allow_config_change))
 
 
 def find_slurm() -> str | None:
@@ -114,9 +118,10 @@ def make_executor(cfg: Config, cluster: str = "slurm") -> submitit.AutoExecutor:
     return executor
 
 
-def submit(cfg: Config, cluster: str = "slurm", train_fn: TrainFn | None = None) -> submitit.Job:
+def submit(cfg: Config, cluster: str = "slurm", train_fn: TrainFn | None = None,
+           allow_config_change: bool = False) -> submitit.Job:
     """Submit the run as one job of launch.nodes x launch.tasks_per_node tasks; returns the submitit Job."""
-    return make_executor(cfg, cluster).submit(TrainingJob(cfg, train_fn))
+    return make_executor(cfg, cluster).submit(TrainingJob(cfg, train_fn, allow_config_change))
 
 
 def apply_launch_flags(cfg: Config, flags: dict[str, Any]) -> Config:
@@ -130,7 +135,7 @@ def apply_launch_flags(cfg: Config, flags: dict[str, Any]) -> Config:
     return config_from_dict(d, where)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m launch.submitit", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_args(parser)
@@ -139,13 +144,19 @@ def main(argv: Sequence[str] | None = None) -> None:
         group.add_argument(flag, dest=key, type=kind, default=None,
                            help=_LAUNCH_HELP[key])
     parser.add_argument("--local", action="store_true", help="run on this machine even if SLURM is available")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(0)
     try:
-        cfg = load_config(args.fname, args.overrides)
+        cfg = config_from_args(args)
         cfg = apply_launch_flags(cfg, {key: getattr(args, key) for key in FLAGS})
-    except (ConfigError, FileNotFoundError) as e:
-        parser.exit(2, f"error: {e}\n")
+        check_run_folder(cfg, args.allow_config_change)
+    except USER_ERRORS as e:
+        parser.exit(2, error_line(e))
 
     missing = None if args.local else find_slurm()
     if args.local or missing is not None:
@@ -153,11 +164,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         why = "--local" if args.local else f"No SLURM found ({missing})"
         print(f"{why}: running locally on {', '.join(devices)}", flush=True)
         try:
-            launch_local(cfg, devices)
+            launch_local(cfg, devices, allow_config_change=args.allow_config_change)
+        except USER_ERRORS as e:  # met while training: the data, or a checkpoint this config cannot resume
+            if debug_requested():
+                raise
+            parser.exit(2, error_line(e))
         except RunHalted as halt:
             parser.exit(halt.exit_code, f"{halt}\n")
         return
-    job = submit(cfg)
+    job = submit(cfg, allow_config_change=args.allow_config_change)
     print(f"Submitted job {job.job_id} ({cfg.launch.nodes} node(s) x {cfg.launch.tasks_per_node} task(s)); "
           f"logs in {job.paths.folder}", flush=True)
 

@@ -207,14 +207,15 @@ def test_local_single_and_debug_run_in_this_process(tmp_path):
 def test_local_main_parses_arguments(tmp_path, monkeypatch):
     seen = []
 
-    def fake_launch_local(cfg, devices, debug=False, train_fn=None):
-        seen.append((cfg, devices, debug))
+    def fake_launch_local(cfg, devices, debug=False, train_fn=None, allow_config_change=False):
+        seen.append((cfg, devices, debug, allow_config_change))
 
     monkeypatch.setattr("launch.local.launch_local", fake_launch_local)
     local_main(["--fname", str(MAIN_CONFIG), "--set", f"run.folder={tmp_path}", "data.batch_size=2",
-                "--devices", "cpu", "cpu", "--debug"])
-    (cfg, devices, debug), = seen
+                "--devices", "cpu", "cpu", "--debug", "--threads", "3", "--allow-config-change"])
+    (cfg, devices, debug, allow), = seen
     assert devices == ["cpu", "cpu"] and debug and cfg.data.batch_size == 2
+    assert cfg.run.threads == 3 and allow
 
 
 def test_local_main_reports_config_errors(capsys):
@@ -264,7 +265,7 @@ def test_executor_parameters_from_config_and_flags(tmp_path):
 
 def test_no_sbatch_runs_locally(tmp_path, monkeypatch, capsys):
     seen = []
-    monkeypatch.setattr(launch_submitit, "launch_local", lambda cfg, devices: seen.append((cfg, devices)))
+    monkeypatch.setattr(launch_submitit, "launch_local", lambda cfg, devices, **kw: seen.append((cfg, devices)))
     monkeypatch.setattr(launch_submitit, "default_devices", lambda: ["cpu"])
     monkeypatch.setenv("PATH", str(tmp_path))  # nothing on PATH
     launch_submitit.main(["--fname", str(MAIN_CONFIG), "--set", f"run.folder={tmp_path}/r", "--nodes", "3"])
@@ -275,7 +276,7 @@ def test_no_sbatch_runs_locally(tmp_path, monkeypatch, capsys):
 
 def test_local_flag_wins_over_slurm(tmp_path, monkeypatch, capsys):
     seen = []
-    monkeypatch.setattr(launch_submitit, "launch_local", lambda cfg, devices: seen.append(devices))
+    monkeypatch.setattr(launch_submitit, "launch_local", lambda cfg, devices, **kw: seen.append(devices))
     monkeypatch.setattr(launch_submitit, "default_devices", lambda: ["cuda:0", "cuda:1"])
     monkeypatch.setenv("PATH", f"{fake_slurm_bin(tmp_path)}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("SBATCH_COPY", str(tmp_path / "never.sh"))

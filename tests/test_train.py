@@ -19,6 +19,7 @@ from vjm.objectives.vjepa import VJEPA, variance_term
 from vjm.train.distributed import DistInfo
 from vjm.train.engine import NonFiniteLossError, Trainer
 from vjm.train.optim import Schedules, build_optimizer, decays
+from vjm.train.run_folder import ConfigChangeError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -237,8 +238,10 @@ def test_resuming_a_checkpoint_of_another_size_says_which_sizes_differ_in_one_li
     Trainer(config_from_dict(tiny_config(tmp_path, toy_root)), DistInfo()).save()
     latest = tmp_path / "run" / "latest.pt"
     wider = config_from_dict(tiny_config(tmp_path, toy_root, model={"embed_dim": 48}))
+    with pytest.raises(ConfigChangeError, match=r"^\S+ was trained with another config: model.embed_dim 32 -> 48\. "):
+        Trainer(wider, DistInfo()).resume()  # the config is compared first
     with pytest.raises(ValueError) as e:
-        Trainer(wider, DistInfo()).resume()
+        Trainer(wider, DistInfo(), allow_config_change=True).resume()
     message = str(e.value)
     assert "\n" not in message and message.startswith(
         f"{latest} ('encoder') was trained with model.embed_dim=32; this config has model.embed_dim=48: its weights "
@@ -248,7 +251,7 @@ def test_resuming_a_checkpoint_of_another_size_says_which_sizes_differ_in_one_li
     other_predictor = tiny_config(tmp_path, toy_root,
                                   objective={"name": "vjepa", "predictor": {"width": 24, "depth": 1}})
     with pytest.raises(ValueError) as e:
-        Trainer(config_from_dict(other_predictor), DistInfo()).resume()
+        Trainer(config_from_dict(other_predictor), DistInfo(), allow_config_change=True).resume()
     assert "\n" not in str(e.value) and str(e.value).startswith(f"{latest} ('predictor'): its weights do not fit: ")
     assert "tensors differ in shape (e.g. " in str(e.value)
 

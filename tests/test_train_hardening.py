@@ -23,6 +23,7 @@ from vjm.data.sources import Sample, Source
 from vjm.train.checkpoint import NoSpaceError, load_checkpoint, save_checkpoint
 from vjm.train.distributed import DistInfo
 from vjm.train.engine import Trainer, epoch_steps
+from vjm.train.run_folder import record_config
 from vjm.train.stopping import DivergenceError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -128,18 +129,18 @@ def test_divergence_never_reaches_a_checkpoint_and_the_named_one_resumes(tmp_pat
     Trainer(config(1, 1e-3), DistInfo()).fit()  # three good steps
     good = load_checkpoint(tmp_path / "run" / "latest.pt")["models"]
     with pytest.raises(DivergenceError) as stop:
-        Trainer(config(2, 1e6), DistInfo()).fit()
+        Trainer(config(2, 1e6), DistInfo(), allow_config_change=True).fit()
     message = str(stop.value)
     assert "update of step 4" in message and "nothing saved" in message
     assert f"Last good checkpoint: {tmp_path / 'run' / 'latest.pt'} (step 3)" in message
-    assert "--set optim.lr=100000 to resume" in message
+    assert "--set optim.lr=100000 --allow-config-change to resume" in message
     kept = load_checkpoint(tmp_path / "run" / "latest.pt")
     assert kept["step"] == 3
     for name, weights in good.items():
         for key, value in weights.items():
             assert torch.equal(kept["models"][name][key], value), f"{name}.{key} changed"
 
-    resumed = Trainer(config(2, 1e-4), DistInfo())  # the advised change
+    resumed = Trainer(config(2, 1e-4), DistInfo(), allow_config_change=True)  # the advised change
     result = resumed.fit()
     assert resumed.step == 6 and torch.isfinite(torch.tensor(result["loss"]))
     assert sorted(read_losses(tmp_path / "run")) == list(range(1, 7))
@@ -303,5 +304,8 @@ def test_a_full_disk_says_so_keeps_the_previous_checkpoint_and_frees_its_space(s
     with pytest.raises(OSError, match="No space left"):
         (small_disk / "probe").write_bytes(bytes(2**17))
     (small_disk / "probe").unlink()
-    Trainer(config_from_dict(tiny_config(tmp_path, toy_root, run={"folder": str(small_disk)})), DistInfo())
-    assert (small_disk / "config.yaml").is_file() and not list(small_disk.glob(".*.tmp-*"))
+    cfg = config_from_dict(tiny_config(tmp_path, toy_root, run={"folder": str(small_disk)}))
+    Trainer(cfg, DistInfo())
+    assert not list(small_disk.glob(".*.tmp-*"))
+    record_config(cfg, step=0)  # what the run writes once it has started: there is room for it now
+    assert (small_disk / "config.yaml").is_file()

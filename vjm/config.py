@@ -122,6 +122,9 @@ class RunConfig:
     name: str | None = param(None, "run name; defaults to the config file's stem")
     folder: str | None = param(None, "where checkpoints, logs and the resolved config go; defaults to runs/<name>")
     seed: int = param(0, "seed of every random generator (offset by rank in each process)", range=Range(0, 2**32 - 1))
+    threads: int | None = param(None, "intra-op CPU threads of each process; None = OMP_NUM_THREADS when set, "
+                                      "else the cores the process may use less its loader workers (vjm.cpu)",
+                                range=AT_LEAST_1)
 
 
 @dataclass
@@ -392,9 +395,43 @@ MOVED_KEYS = {
 }
 
 
+# Names other code bases give to vjm's keys (the last part of a key). A key with one of these, or
+# with a valid name in the wrong section (optim.epochs), is answered with the key it means before
+# any key that is merely spelt alike (optim.learning_rate is optim.lr, not optim.clip_grad).
+SYNONYMS = {
+    "learning_rate": "lr", "base_lr": "lr", "peak_lr": "lr", "blr": "lr", "min_lr": "final_lr",
+    "end_lr": "final_lr", "warmup_lr": "start_lr", "wd": "weight_decay", "weightdecay": "weight_decay",
+    "weight_decay_end": "final_weight_decay", "end_weight_decay": "final_weight_decay",
+    "final_wd": "final_weight_decay", "num_epochs": "epochs", "max_epochs": "epochs", "n_epochs": "epochs",
+    "warmup": "warmup_steps", "warmup_iters": "warmup_steps", "ipe": "steps_per_epoch",
+    "iterations_per_epoch": "steps_per_epoch", "grad_clip": "clip_grad", "clip_grad_norm": "clip_grad",
+    "max_grad_norm": "clip_grad", "batchsize": "batch_size", "bs": "batch_size", "workers": "num_workers",
+    "output_dir": "folder", "out_dir": "folder", "log_dir": "folder", "num_threads": "threads",
+    "ema": "ema_momentum", "momentum": "ema_momentum", "accumulation_steps": "accum_steps",
+    "grad_accum": "accum_steps", "arch": "name",
+}
+
+
+def _meant_key(key: str, keys: Sequence[str]) -> str | None:
+    """The valid key that ``key`` names by a synonym or in another section, if there is one."""
+    section, _, leaf = key.rpartition(".")
+    leaf = leaf.lower().replace("-", "_")
+    leaf = SYNONYMS.get(leaf, leaf)
+    same_leaf = [k for k in keys if k.rpartition(".")[2] == leaf and k != key]
+    in_section = [k for k in same_leaf if k.rpartition(".")[0] == section]
+    if in_section:
+        return in_section[0]
+    if len(same_leaf) == 1:
+        return same_leaf[0]
+    near = difflib.get_close_matches(key, same_leaf, n=1, cutoff=0.0)
+    return near[0] if near else None
+
+
 def _unknown_key(key: str, root: type | None = None) -> str:
     root = Config if root is None else root
-    suggestion = difflib.get_close_matches(key, all_keys(root), n=1, cutoff=0.6)
+    keys = all_keys(root)
+    meant = _meant_key(key, keys)
+    suggestion = [meant] if meant else difflib.get_close_matches(key, keys, n=1, cutoff=0.6)
     where = "vjm/config.py" if root is Config else root.__module__.replace(".", "/") + ".py"
     hint = f"; did you mean '{suggestion[0]}'?" if suggestion else f"; see {where} for the valid keys"
     if root is Config and (moved := next((v for k, v in MOVED_KEYS.items() if key == k or key.startswith(k + ".")),

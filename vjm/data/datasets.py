@@ -25,6 +25,7 @@ from torch.utils.data import Dataset, default_collate
 
 from .clip_sampling import ClipSampler, ShortVideoError
 from .decoders import DecodeError, check_decoder, open_video, read_image
+from .errors import UnreadableDataError
 from .samplers import SampleKey
 from .sources import Sample, SampleTable, Source, sample_weights
 from .transforms import ClipTransform
@@ -97,7 +98,7 @@ class ClipDataset(Dataset):
             self.num_skipped += 1
             index = self._replacement(exclude=set(failed))
         last = failed[-1]
-        raise RuntimeError(
+        raise UnreadableDataError(
             f"{len(failed)} samples in a row could not be read (the last: {self.samples[last].path!r}: "
             f"{self._bad[last]}). The data is mostly unreadable; check the paths and files."
         )

@@ -18,6 +18,8 @@ import numpy as np
 
 from torchvision.datasets.folder import find_classes, make_dataset
 
+from .errors import MissingDataError
+
 logger = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v")
@@ -235,7 +237,7 @@ def check_paths_exist(
         fraction = len(missing) / len(samples)
         examples = ", ".join(repr(p) for p in list(dict.fromkeys(missing))[:5])  # a list may repeat a path
         if fraction > max_missing_fraction:
-            raise FileNotFoundError(
+            raise MissingDataError(
                 f"{len(missing)} of {len(samples)} checked paths from {source.name!r} do not exist, "
                 f"e.g. {examples}. Check the list's paths or the data root."
             )

@@ -46,6 +46,8 @@ class EvalRunConfig:
                                      "probe_<name> beside the checkpoint")
     seed: int = param(0, "seed of the probe's initialisation, data order and a random-init encoder",
                       range=Range(0, 2**32 - 1))
+    threads: int | None = param(None, "intra-op CPU threads; None = OMP_NUM_THREADS when set, else the cores "
+                                      "the process may use less its loader workers (vjm.cpu)", range=AT_LEAST_1)
 
 
 def _redeclared(name: str, default: Any, **changes: Any) -> Any:

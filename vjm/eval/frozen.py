@@ -3,6 +3,7 @@
     encoder, info = load_frozen_encoder("runs/vjepa_tiny/latest.pt")              # the objective's default
     encoder, info = load_frozen_encoder("runs/vjepa_tiny/latest.pt", "encoder")   # another of its encoders
     encoder, info = load_frozen_encoder("runs/vjepa_tiny/latest.pt", random_init=True, seed=0)   # the control
+    encoder, info = load_frozen_encoder("encoder.safetensors")   # an encoder exported by python -m vjm.export
 
 A checkpoint names its objective, and the objective (vjm.objectives) says which of its children are
 encoders and which one is evaluated by default: nothing here knows an objective by name. The
@@ -19,8 +20,9 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from vjm.config import config_from_dict, load_config
+from vjm.config import ModelConfig, config_from_dict, load_config
 from vjm.models import build_encoder
+from vjm.models.exported import exported_model, is_exported, load_exported
 from vjm.models.weights import load_weights
 from vjm.objectives import objective_class, objective_names
 from vjm.train.checkpoint import load_checkpoint
@@ -43,7 +45,7 @@ class EncoderInfo:
     checkpoint: str | None  # absolute path, or None for a random encoder built from a config
     objective: str  # the pre-training objective whose encoder this is
     which: str  # the objective's child that was loaded, or RANDOM_INIT
-    step: int | None  # pre-training step of the checkpoint
+    step: int | None  # pre-training step of the checkpoint (None for a random-init encoder)
     fingerprint: str  # digest of the weights
 
     @property
@@ -77,6 +79,8 @@ def load_frozen_encoder(checkpoint: str | os.PathLike | None = None, which: str 
     if random_init and which is not None:
         raise ValueError(f"random_init builds a new encoder; it takes no child to load (got which={which!r})")
     step = None
+    if checkpoint is not None and is_exported(checkpoint):
+        return _exported_encoder(Path(checkpoint), which, random_init, seed)
     if checkpoint is None:
         if not (random_init and pretrain_config is not None):
             raise ValueError("give --checkpoint PATH (a vjm pre-training checkpoint), or --random-init with "
@@ -96,16 +100,39 @@ def load_frozen_encoder(checkpoint: str | os.PathLike | None = None, which: str 
                          f"{cfg.model.name!r}: weights of another model, or an edited file?")
             _refuse_nonfinite(encoder, path, which, step)
     if random_init:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            encoder = build_encoder(cfg.model)
-        which = RANDOM_INIT
+        encoder, which, step = _random_encoder(cfg.model, seed), RANDOM_INIT, None
+    return _frozen(encoder, cfg.model, checkpoint, cfg.objective.name, which, step)
+
+
+def _random_encoder(model: ModelConfig, seed: int) -> nn.Module:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build_encoder(model)
+
+
+def _frozen(encoder: nn.Module, model: ModelConfig, checkpoint: str | os.PathLike | None, objective: str,
+            which: str, step: int | None) -> tuple[nn.Module, EncoderInfo]:
     encoder.eval().requires_grad_(False)
-    info = EncoderInfo(model=cfg.model.name, embed_dim=int(encoder.embed_dim),
+    info = EncoderInfo(model=model.name, embed_dim=int(encoder.embed_dim),
                        checkpoint=None if checkpoint is None else str(Path(checkpoint).resolve()),
-                       objective=cfg.objective.name, which=which, step=step,
-                       fingerprint=encoder_fingerprint(encoder))
+                       objective=objective, which=which, step=step, fingerprint=encoder_fingerprint(encoder))
     return encoder, info
+
+
+def _exported_encoder(path: Path, which: str | None, random_init: bool, seed: int) -> tuple[nn.Module, EncoderInfo]:
+    """The encoder of a file written by python -m vjm.export (or the same architecture, random)."""
+    encoder, meta = load_exported(path)
+    saved = meta.get("encoder", "encoder")
+    if which is not None and which != saved:
+        raise ValueError(f"{path} is an exported encoder: it holds only {saved!r}, not {which!r}; leave out "
+                         "--encoder, or export that one from the training checkpoint (python -m vjm.export --encoder)")
+    model = exported_model(meta)
+    objective = meta.get("objective", "unknown")
+    if random_init:
+        return _frozen(_random_encoder(model, seed), model, path, objective, RANDOM_INIT, None)
+    step = int(meta["step"]) if meta.get("step", "").isdigit() else None
+    _refuse_nonfinite(encoder, path, saved, step)
+    return _frozen(encoder, model, path, objective, saved, step)
 
 
 def _read_pretraining_checkpoint(path: Path) -> dict[str, Any]:

@@ -49,10 +49,17 @@ def _lookup(name: str) -> Callable[..., nn.Module]:
     return _REGISTRY[name]
 
 
-def build(name: str, **overrides) -> nn.Module:
-    """Build a registered model; keyword overrides replace the size's defaults."""
+def build(name: str, weights: str | None = None, **overrides) -> nn.Module:
+    """Build a registered model; keyword overrides replace the size's defaults. ``weights``: an encoder
+    exported by ``python -m vjm.export`` (safetensors) to load, refused in one line when it is another
+    model (vjm.models.load_exported builds the file's own)."""
     fn = _lookup(name)
     try:
-        return fn(**overrides)
+        model = fn(**overrides)
     except TypeError as exc:
         raise TypeError(f"building model {name!r} with {sorted(overrides)}: {exc}") from exc
+    if weights is not None:
+        from .exported import load_exported_weights, model_config_of
+
+        load_exported_weights(model, weights, model_config_of(name, overrides))
+    return model

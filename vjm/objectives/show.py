@@ -84,7 +84,7 @@ def draw(checkpoint: str | Path, out: str | Path, num: int = 4, seed: int = 0, d
     return [save_png(picture, out.with_name(f"{out.stem}_{name}.png")) for name, picture in images.items()]
 
 
-def main(argv: Optional[Sequence[str]] = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Draw a pre-training checkpoint's pictures (MAE: input, mask, "
                                                  "reconstruction) as a PNG.")
     parser.add_argument("--checkpoint", required=True, help="a pre-training checkpoint, e.g. runs/mae_tiny/latest.pt")
@@ -92,7 +92,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--num", type=int, default=4, help="clips to draw")
     parser.add_argument("--seed", type=int, default=0, help="seed of the masks")
     parser.add_argument("--device", default="cpu")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    args = build_parser().parse_args(argv)
     try:
         paths = draw(args.checkpoint, args.out, args.num, args.seed, args.device)
     except (ValueError, FileNotFoundError) as error:

@@ -145,12 +145,15 @@ def sync_directory(folder: Path) -> None:
         os.close(fd)
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu", *,
+                    mmap: bool = False) -> dict[str, Any]:
+    """The checkpoint's state, upgraded to today's format; ``mmap`` maps the tensors instead of reading
+    them (cheap when only the config or step is needed)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist; pass the path of a .pt file written by vjm")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        state = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as exc:
         raise ValueError(f"checkpoint {path} could not be read safely ({type(exc).__name__}: {exc})") from exc
     found = state.get("format") if isinstance(state, dict) else type(state).__name__

@@ -12,6 +12,9 @@
     the run), an update that blows up the weights stops it, and latest.pt is written only when the
     weights and the optimiser state are finite, so it is always the last good checkpoint.
     SIGTERM, SIGUSR1 and SIGINT stop the run after the current step, with a checkpoint.
+    The run folder's config.yaml is written once the run has started or resumed; resuming with a
+    config whose recipe differs from the checkpoint's is refused unless allowed (vjm.train.run_folder).
+    Epochs are counted from 0 here and shown from 1.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import torch
 import torch.distributed as torch_dist
 from torch.nn.parallel import DistributedDataParallel
 
-from vjm.config import Config, save_config
+from vjm.config import Config, ConfigError
 from vjm.data.datasets import SkippedFiles
 from vjm.masks import MaskCollator, build_mask_generators, token_grid
 from vjm.models.weights import load_weights
@@ -36,6 +39,7 @@ from vjm.objectives import build_objective
 from .checkpoint import copy_checkpoint, load_checkpoint, remove_stale_temp_files, save_checkpoint
 from .distributed import DistInfo, all_reduce_mean
 from .optim import Schedules, build_optimizer
+from .run_folder import record_config, resume_changes
 from .run_log import RunLog
 from .stopping import STOP, DivergenceError, TrainingStopped, signal_name
 
@@ -101,12 +105,12 @@ def epoch_steps(loader_batches: int, accum_steps: int, steps_per_epoch: int | No
     batches they are, for the errors."""
     available = loader_batches // accum_steps
     if available < 1:
-        raise ValueError(f"an epoch has {loader_batches} whole batch(es) {share}, fewer than optim.accum_steps="
+        raise ConfigError(f"an epoch has {loader_batches} whole batch(es) {share}, fewer than optim.accum_steps="
                          f"{accum_steps}: lower data.batch_size or optim.accum_steps, or use more samples")
     if steps_per_epoch is None:
         return available
     if steps_per_epoch > available:
-        raise ValueError(f"train.steps_per_epoch={steps_per_epoch} but an epoch has only {available} steps of "
+        raise ConfigError(f"train.steps_per_epoch={steps_per_epoch} but an epoch has only {available} steps of "
                          f"{accum_steps} batch(es) {share}; lower it or omit it")
     return steps_per_epoch
 
@@ -173,14 +177,17 @@ def seed_everything(seed: int) -> None:
 
 
 class Trainer:
-    def __init__(self, cfg: Config, dist: DistInfo):
+    """``allow_config_change``: resume even when the config's recipe differs from the checkpoint's
+    (the change is recorded in the run folder's config history)."""
+
+    def __init__(self, cfg: Config, dist: DistInfo, *, allow_config_change: bool = False):
         self.cfg, self.dist, self.device = cfg, dist, dist.device
+        self.allow_config_change = allow_config_change
         self.run_dir = cfg.run_dir
         self.latest = self.run_dir / "latest.pt"
         if dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             remove_stale_temp_files(self.latest)  # a write killed midway must not keep the disk full
-            save_config(cfg, self.run_dir / "config.yaml")
 
         seed_everything(cfg.run.seed)  # identical initial weights on every rank
         self.objective = build_objective(cfg).to(self.device)
@@ -212,6 +219,7 @@ class Trainer:
         self.image_batch: dict | None = None  # the last micro-batch, on the host: objective pictures draw it
         # Metrics that are values of a schedule (lr, EMA momentum): the same on every rank, not averaged.
         self.schedule_keys: set[str] = set()
+        self.config_changes: list = []  # from the resumed checkpoint's config (run_folder.Change)
 
     # -- checkpoints
 
@@ -266,7 +274,7 @@ class Trainer:
         if self.saved_step is None:
             last, then = "none written yet", "to start again"
         else:
-            last, then = f"{self.latest} (step {self.saved_step})", "to resume from it"
+            last, then = f"{self.latest} (step {self.saved_step})", "--allow-config-change to resume from it"
         lr = self.cfg.optim.lr
         return (f"training diverged: {what}; stopping, nothing saved. Last good checkpoint: {last}. "
                 f"Lower the learning rate (optim.lr={lr:g}) or raise optim.warmup_steps, then run the same command "
@@ -276,9 +284,11 @@ class Trainer:
         if not self.latest.exists():
             return False
         state = load_checkpoint(self.latest, map_location=self.device)
+        self.config_changes = resume_changes(state["config"], self.cfg, checkpoint=self.latest,
+                                             allow_change=self.allow_config_change)
         data = state["data"]
         if (data["steps_per_epoch"], data["accum_steps"]) != (self.steps_per_epoch, self.accum):
-            raise ValueError(
+            raise ConfigError(
                 f"{self.latest} was written with {data['steps_per_epoch']} steps per epoch and accum_steps "
                 f"{data['accum_steps']}; this run has {self.steps_per_epoch} and {self.accum}. Resume with the "
                 "same data and batch settings, or start a new run folder"
@@ -287,9 +297,12 @@ class Trainer:
             if name not in state["models"]:
                 raise ValueError(f"{self.latest} holds no {name!r} (it has {sorted(state['models'])}); it was not "
                                  f"written by objective {self.cfg.objective.name!r}. Start a new run folder")
-            load_weights(module, state["models"][name], source=f"{self.latest} ({name!r})", model=self.cfg.model,
-                         saved_model=state["config"].get("model"),
-                         remedy="Start a new run folder (run.folder), or set the model section as the checkpoint's")
+            try:
+                load_weights(module, state["models"][name], source=f"{self.latest} ({name!r})", model=self.cfg.model,
+                             saved_model=state["config"].get("model"),
+                             remedy="Start a new run folder (run.folder), or set the model section as the checkpoint's")
+            except ValueError as e:  # a config that cannot resume this checkpoint: one line, as config errors
+                raise ConfigError(str(e)) from None
         self.optimizer.load_state_dict(state["optimizer"])
         self.collator.load_state_dict(state["masks"])
         self.step = self.saved_step = state["step"]
@@ -306,7 +319,6 @@ class Trainer:
             logger.warning("resuming on %d processes from a run on %d: random streams restart",
                            self.dist.world_size, len(ranks))
         self.skipped = SkippedFiles(data.get("skipped_files", {}))  # older checkpoints kept only a count
-        logger.info("resumed from %s at step %d (epoch %d)", self.latest, self.step, state["epoch"])
         return True
 
     def merge_skipped(self) -> None:
@@ -381,8 +393,17 @@ class Trainer:
             return self._fit()
 
     def _fit(self) -> dict[str, float]:
-        self.resume()
+        resumed = self.resume()
         cfg = self.cfg
+        if self.step >= self.total_steps:  # a finished run started again: write nothing, not even a log
+            logger.info("run already complete (%d/%d steps); nothing to do. %s holds it; raise train.epochs to "
+                        "train on, or --set run.folder=... for a new run", self.step, self.total_steps, self.latest)
+            return {}
+        if resumed:
+            logger.info("resumed from %s at step %d (epoch %d of %d)", self.latest, self.step,
+                        self.display_epoch(), cfg.train.epochs)
+        if self.dist.is_main:
+            record_config(cfg, self.step, self.config_changes, allowed=self.allow_config_change)
         run_log = RunLog(self.run_dir, self.total_steps, self.step, self.dist.is_main, cfg.train.tensorboard)
         clips_per_step = cfg.data.batch_size * cfg.data.num_clips * self.accum * self.dist.world_size
         logger.info("training %s for %d steps (%d epochs x %d) on %d process(es), %s, %s",
@@ -400,6 +421,11 @@ class Trainer:
             run_log.close()
         return self.last
 
+    def display_epoch(self) -> int:
+        """The epoch the next step belongs to, counted from 1 (as every message shows it)."""
+        finished = self.epoch_batch + self.accum > self.steps_per_epoch * self.accum
+        return self.epoch + 1 + int(finished and self.step < self.total_steps)
+
     def train_epoch(self, run_log: RunLog, clips_per_step: int) -> None:
         """Steps until the epoch's batches are used up or the run ends (a stop request ends it early)."""
         epoch_batches = self.steps_per_epoch * self.accum
@@ -413,9 +439,10 @@ class Trainer:
             except StopIteration:  # the loader yielded fewer batches than it promised: end the epoch
                 self.optimizer.zero_grad(set_to_none=True)
                 if self.epoch_batch == first_batch:
-                    raise RuntimeError(f"epoch {self.epoch} yielded no batch at batch {first_batch} of "
+                    raise RuntimeError(f"epoch {self.epoch + 1} yielded no batch at batch {first_batch} of "
                                        f"{epoch_batches}; the data loader is inconsistent") from None
-                logger.warning("epoch %d ended after %d of %d batches", self.epoch, self.epoch_batch, epoch_batches)
+                logger.warning("epoch %d ended after %d of %d batches", self.epoch + 1, self.epoch_batch,
+                               epoch_batches)
                 self.epoch_batch = epoch_batches
                 break
             if metrics is not None:
@@ -427,7 +454,7 @@ class Trainer:
         for key, value in metrics.items():
             self.window.setdefault(key, []).append(value)
         if self.step % self.cfg.train.log_every == 0 or self.step == self.total_steps:
-            self.last = self._log(run_log, self.window, self.epoch, clips_per_step)
+            self.last = self._log(run_log, self.window, self.epoch + 1, clips_per_step)
             self.window = {}
         if self.cfg.train.image_every and self.step % self.cfg.train.image_every == 0:
             self._draw_images(run_log)
@@ -459,6 +486,7 @@ class Trainer:
         run_log.write_images(self.step, images)
 
     def _log(self, run_log: RunLog, window: dict[str, list[float]], epoch: int, clips_per_step: int):
+        """Log the window's means; ``epoch`` counted from 1."""
         means = {key: float(np.mean(values)) for key, values in window.items()}
         means = {key: all_reduce_mean(value) if key not in self.schedule_keys else value
                  for key, value in means.items()}
@@ -471,6 +499,6 @@ class Trainer:
         return means
 
 
-def train(cfg: Config, dist: DistInfo) -> dict[str, float]:
-    """Pre-train as `cfg` says; resumes from <run_dir>/latest.pt when it exists."""
-    return Trainer(cfg, dist).fit()
+def train(cfg: Config, dist: DistInfo, *, allow_config_change: bool = False) -> dict[str, float]:
+    """Pre-train as `cfg` says; resumes from <run_dir>/latest.pt when it exists (see Trainer)."""
+    return Trainer(cfg, dist, allow_config_change=allow_config_change).fit()

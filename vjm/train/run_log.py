@@ -48,6 +48,7 @@ class RunLog:
                 writer.writerows(keep)
 
     def write(self, step: int, epoch: int, metrics: dict[str, float]) -> None:
+        """A row of log.csv (and TensorBoard scalars); ``epoch`` counted from 1."""
         if not self.enabled:
             return
         row = {"step": step, "epoch": epoch, **metrics}
@@ -85,13 +86,13 @@ class RunLog:
 
     def progress_line(self, step: int, epoch: int, epochs: int, metrics: dict[str, float],
                       clips_per_step: int, hidden: Collection[str] = ()) -> str:
-        """One line: epoch, step, the metrics (but ``hidden`` ones, e.g. schedules), lr, rate, ETA."""
+        """One line: epoch (from 1), step, the metrics (but ``hidden`` ones, e.g. schedules), lr, rate, ETA."""
         elapsed = time.time() - self._start_time
         done = step - self._start_step
         rate = done / elapsed if elapsed > 0 else 0.0
         eta = (self.total_steps - step) / rate if rate > 0 else float("inf")
         shown = " ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k not in hidden and k != "lr")
-        return (f"epoch {epoch + 1}/{epochs} step {step}/{self.total_steps} {shown} "
+        return (f"epoch {epoch}/{epochs} step {step}/{self.total_steps} {shown} "
                 f"lr {metrics.get('lr', 0):.3g} | {rate:.2f} it/s {rate * clips_per_step:.1f} clips/s "
                 f"ETA {format_duration(eta) if rate > 0 else '?'}")
 
