@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from vjm.data.bench_tasks import NUM_CLASSES, TASKS
 
 
-def read_split(root: Path, split: str, task: str, frames: int = 8, step: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+def read_split(root: Path, split: str, task: str, frames: int = 8, step: int = 2):
     """-> clips (N, frames * 3, H, W) in [0, 1], labels (N,)."""
     clips, labels = [], []
     listing = root / f"{split}_{task}.txt"
@@ -43,7 +43,8 @@ class EarlyFusionCNN(nn.Module):
     def __init__(self, in_channels: int, num_classes: int, width: int = 16):
         super().__init__()
         # A strided stem keeps it a few seconds an epoch on one CPU core at 64^2.
-        layers, channels = [nn.Conv2d(in_channels, width, 3, stride=2, padding=1), nn.BatchNorm2d(width), nn.ReLU()], width
+        stem = [nn.Conv2d(in_channels, width, 3, stride=2, padding=1), nn.BatchNorm2d(width), nn.ReLU()]
+        layers, channels = stem, width
         for out in (width, 2 * width, 4 * width):
             layers += [nn.Conv2d(channels, out, 3, padding=1), nn.BatchNorm2d(out), nn.ReLU(), nn.MaxPool2d(2)]
             channels = out
@@ -59,7 +60,8 @@ def train_and_score(train, val, num_classes: int, seed: int, epochs: int, batch_
     (x, y), (xv, yv) = train, val
     model = EarlyFusionCNN(x.shape[1], num_classes)
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.05)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=2e-3, total_steps=epochs * -(-len(x) // batch_size))
+    steps = epochs * -(-len(x) // batch_size)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=2e-3, total_steps=steps)
     for _ in range(epochs):
         model.train()
         for index in torch.randperm(len(x)).split(batch_size):
@@ -82,7 +84,8 @@ def main(argv=None) -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=20)
     args = parser.parse_args(argv)
-    print(f"| task | chance | small CNN, early fusion ({args.epochs} epochs; mean ± std over {args.seeds} seeds) | clips |")
+    print(f"| task | chance | small CNN, early fusion ({args.epochs} epochs; mean ± std over {args.seeds} seeds) "
+          "| clips |")
     print("|---|---|---|---|")
     for task in args.tasks:
         started = time.monotonic()
