@@ -13,8 +13,8 @@ objective evaluates by default, or --encoder), which must be of the config's mod
 through pre-training's engine and launchers: DDP over --devices, or a SLURM job with --slurm (the
 config's launch section), bf16 on GPUs, exact resume when the same command runs again, log.csv and
 TensorBoard. The run folder is named after the config (finetune_toy) beside the checkpoint
-(runs/finetune_toy_random_init for --random-init) unless run.folder or --output-dir says otherwise; results.json goes there, and its
-path is the last line printed.
+(runs/finetune_toy_random_init for --random-init) unless run.folder or --output-dir says
+otherwise; results.json goes there, and its path is the last line printed.
 """
 
 from __future__ import annotations
@@ -32,8 +32,13 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 import yaml  # noqa: E402
 
+from launch.local import check_devices, default_devices, launch_local  # noqa: E402
 from vjm.config import Config, ConfigError, load_config  # noqa: E402
 from vjm.console import setup_logging  # noqa: E402
+from vjm.eval.finetune import check_finetune_config, results_path, train_and_evaluate  # noqa: E402
+from vjm.eval.frozen import load_encoder_weights  # noqa: E402
+from vjm.models import build_encoder  # noqa: E402
+from vjm.train.stopping import RunHalted  # noqa: E402
 
 logger = logging.getLogger("evals.finetune")
 
@@ -59,12 +64,10 @@ def default_run_folder(cfg: Config) -> Path:
 def build_config(args) -> Config:
     """The config with the command line's init and run folder; refuses an unusable checkpoint now,
     before any process is started."""
-    from vjm.eval.finetune import check_finetune_config
-
     check_finetune_config(load_config(args.fname, args.overrides))
     overrides = list(args.overrides)
     if args.random_init:
-        overrides.append("objective.init.checkpoint=null")
+        overrides += ["objective.init.checkpoint=null", "objective.init.encoder=null"]
     elif args.checkpoint is not None:
         overrides.append(f"objective.init.checkpoint={json.dumps(str(args.checkpoint))}")
     if args.encoder is not None:
@@ -77,9 +80,6 @@ def build_config(args) -> Config:
         folder = args.output_dir if args.output_dir is not None else default_run_folder(cfg)
         cfg = load_config(args.fname, [*overrides, f"run.folder={json.dumps(str(folder))}"])
     if cfg.objective.init.checkpoint is not None:
-        from vjm.eval.frozen import load_encoder_weights
-        from vjm.models import build_encoder
-
         load_encoder_weights(build_encoder(cfg.model), cfg.model, cfg.objective.init.checkpoint,
                              cfg.objective.init.encoder)
     return cfg
@@ -106,17 +106,13 @@ def main(argv: Sequence[str] | None = None) -> dict | None:
     if args.random_init and args.encoder is not None:
         parser.error("--random-init builds a new encoder; leave out --encoder")
     setup_logging(0)
-    from launch.local import check_devices, default_devices, launch_local
-    from vjm.eval.finetune import results_path, train_and_evaluate
-    from vjm.train.stopping import RunHalted
-
     try:
         cfg = build_config(args)
         devices = check_devices(args.devices or default_devices())
     except (ConfigError, FileNotFoundError, ValueError) as exc:
         parser.exit(2, f"error: {exc}\n")
     if args.slurm:
-        from launch.submitit import submit
+        from launch.submitit import submit  # submitit only when submitting
 
         job = submit(cfg, train_fn=train_and_evaluate)
         print(f"Submitted job {job.job_id}; logs in {job.paths.folder}; results will be written to")

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
-from vjm.config import config_from_dict
+from vjm.config import ConfigError, config_from_dict
 from vjm.data.datasets import collate_items
 from vjm.data.mixup import ClipMixup
 from vjm.eval.classify import evaluate_classifier
@@ -203,6 +203,8 @@ def test_unusable_checkpoints_are_refused_in_one_line(tmp_path, toy_root, vjepa_
         load_encoder_weights(build_encoder(wider), wider, vjepa_checkpoint)
     assert "\n" not in str(error.value) and ("was trained with model.embed_dim=32; this config has "
                                              "model.embed_dim=48: its weights do not fit") in str(error.value)
+    with pytest.raises(ConfigError, match="'objective.init.checkpoint' is not set"):
+        config_from_dict(finetune_config(tmp_path, toy_root, {"init": {"encoder": "encoder"}}))
 
 
 # ----------------------------------------------------------------------------- whole runs

@@ -8,8 +8,8 @@ import torch
 import torch.nn as nn
 
 from .blocks import MambaBlock, MambaMLPBlock
-from .mamba import expand_uni_state_dict
 from .encoder import TokenEncoder, check_checkpoint_blocks, run_block
+from .mamba import expand_uni_state_dict
 from .registry import register_model
 
 BLOCKS = {"mamba": MambaBlock, "mambamlp": MambaMLPBlock}

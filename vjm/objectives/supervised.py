@@ -84,10 +84,14 @@ class SupervisedConfig(ObjectiveConfig):
         return self.mixup > 0 or self.cutmix > 0
 
     def cross_check(self, cfg: Config) -> list[str]:
+        problems = []
         if self.mixing and cfg.data.batch_size % 2:
-            return [f"'objective.mixup' / 'objective.cutmix' pair each clip with another of its batch: "
-                    f"'data.batch_size' = {cfg.data.batch_size} must be even"]
-        return []
+            problems.append(f"'objective.mixup' / 'objective.cutmix' pair each clip with another of its batch: "
+                            f"'data.batch_size' = {cfg.data.batch_size} must be even")
+        if self.init.encoder is not None and self.init.checkpoint is None:
+            problems.append(f"'objective.init.encoder' = {self.init.encoder!r} names an encoder of a checkpoint, "
+                            "but 'objective.init.checkpoint' is not set: set it, or remove the encoder")
+        return problems
 
 
 class MeanPoolClassifier(nn.Module):
