@@ -69,7 +69,8 @@ def build_config(args) -> Config:
     if args.random_init:
         overrides += ["objective.init.checkpoint=null", "objective.init.encoder=null"]
     elif args.checkpoint is not None:
-        overrides.append(f"objective.init.checkpoint={json.dumps(str(args.checkpoint))}")
+        # Absolute: the saved config and results.json name it wherever the run is resumed from.
+        overrides.append(f"objective.init.checkpoint={json.dumps(str(Path(args.checkpoint).absolute()))}")
     if args.encoder is not None:
         overrides.append(f"objective.init.encoder={args.encoder}")
     cfg = load_config(args.fname, overrides)
