@@ -19,7 +19,10 @@ Tasks (vjm.data.bench_tasks, generated once, real handwriting over real photos):
   causal scan, which the main job's bidirectional encoder is not) on the same data and length,
   at the largest budget, against the random-init control of its own architecture;
 * ``supervised``: the same encoder trained with each task's labels (vjm's ``supervised``
-  objective through the same engine): the upper bound of that task;
+  objective through the same engine): the upper bound of that task. With ``--bound probe`` (the
+  default) its encoder is probed like every other; with ``--bound finetune`` the run is
+  ``python -m evals.finetune --random-init`` and the reading is its own classifier's top-1 on the
+  validation clips (the fine-tuning protocol's baseline; one reading per task, no probe);
 * ``--variant NAME KEY=VALUE...``: the V-JEPA recipe with overrides, a row of its own.
 
 Every encoder is frozen and probed with vjm's attentive probe (configs/eval/bench.yaml; its best
@@ -128,10 +131,13 @@ def pretraining_overrides(budget: Budget, lists: dict, tasks: tuple[str, ...], s
     ]
 
 
-def supervised_overrides(task: str) -> list[str]:
+def supervised_overrides(task: str, lists: dict, bound: str = "probe") -> list[str]:
     # No flips: a mirrored digit is another shape and a mirrored rotation turns the other way.
-    return ["objective={name: supervised, num_classes: %d}" % NUM_CLASSES[task], "masks=null", "regularizers=[]",
-            "data.hflip=false"]
+    overrides = ["objective={name: supervised, num_classes: %d}" % NUM_CLASSES[task], "masks=null",
+                 "regularizers=[]", "data.hflip=false"]
+    if bound == "finetune":  # evals.finetune evaluates the classifier on the task's validation clips
+        overrides.append(f"data.val=[{lists['val'][task]}]")
+    return overrides
 
 
 def objective_overrides(config: Path) -> list[str]:
@@ -176,8 +182,8 @@ def plan(args, budget: Budget, lists: dict, out: Path) -> list[Encoder]:
         for name, overrides in args.variant:
             encoders.append(pretrained(f"vjepa_{name}", TASKS, largest, seed, overrides))
         if "supervised" in budget.rows and seed == 0:  # the bound: one run per task
-            encoders += [pretrained(f"supervised_{task}", (task,), largest, seed, supervised_overrides(task))
-                         for task in TASKS]
+            encoders += [pretrained(f"supervised_{task}", (task,), largest, seed,
+                                    supervised_overrides(task, lists, args.bound)) for task in TASKS]
     if "random" in budget.rows:  # the control needs no training: its probe seeds draw its weights
         encoders += random_controls(encoders, args, out)
     for enc in encoders:
@@ -275,8 +281,16 @@ def pretraining_jobs(encoders: list[Encoder], args) -> list[Job]:
 
         device = "cpu" if args.device == "cpu" else "cuda:0"
         command = [sys.executable, "-m", "launch.local", "--fname", str(enc.config), "--devices", device]
+        if is_finetuned_bound(enc, args):  # trains, then evaluates its own classifier
+            command = [sys.executable, "-m", "evals.finetune", "--fname", str(enc.config), "--random-init",
+                       "--devices", device, "--output-dir", str(enc.run_dir)]
         jobs.append(Job(enc.run_dir.name, command, enc.run_dir.parent / f"{enc.run_dir.name}.log", on_done=done))
     return jobs
+
+
+def is_finetuned_bound(enc: Encoder, args) -> bool:
+    """Whether ``enc`` is a supervised bound read from evals.finetune's results rather than probed."""
+    return args.bound == "finetune" and enc.row.startswith("supervised_")
 
 
 def probe_command(enc: Encoder, task: str, probe_seed: int, budget: Budget, lists: dict, out: Path,
@@ -306,6 +320,8 @@ def probe_jobs(encoders: list[Encoder], budget: Budget, lists: dict, out: Path, 
     order = sorted(encoders, key=lambda enc: enc.run_dir is not None)
     for seed in range(budget.probe_seeds):
         for enc in order:
+            if is_finetuned_bound(enc, args):
+                continue
             trained = enc.run_dir is None or enc.pretrain_s is not None or enc.run_dir.name in to_pretrain
             if not trained:  # --report-only: not pre-trained
                 continue
@@ -333,6 +349,10 @@ def run_benchmark(encoders: list[Encoder], budget: Budget, lists: dict, out: Pat
     for folder, (enc, task) in sorted(where.items()):
         if (folder / "results.json").is_file():
             enc.probes.setdefault(task, []).append(json.loads((folder / "results.json").read_text())["top1"])
+    for enc in encoders:  # a fine-tuned bound's reading is its own classifier's
+        results = enc.run_dir / "results.json" if enc.run_dir is not None else None
+        if is_finetuned_bound(enc, args) and results.is_file():
+            enc.probes[enc.tasks[0]] = [json.loads(results.read_text())["top1"]]
 
 
 # ----------------------------------------------------------------------------- the table
@@ -417,6 +437,10 @@ def parse_args(argv):
     parser.add_argument("--device", default="cpu", help="cpu or cuda (every run on cuda:0)")
     parser.add_argument("--out", type=Path, help="output folder (default: runs/quality_<budget>)")
     parser.add_argument("--rows", nargs="+", choices=ROWS, help="rows to run (default: the budget's)")
+    parser.add_argument("--bound", choices=("probe", "finetune"), default="probe",
+                        help="how the supervised row is read: its encoder probed like the others (probe), or "
+                             "the top-1 of its own classifier from python -m evals.finetune --random-init "
+                             "(finetune)")
     parser.add_argument("--steps", nargs="+", type=int, help="pre-training steps: the learning curve")
     parser.add_argument("--pretrain-seeds", type=int, help="pre-training seeds of each row")
     parser.add_argument("--probe-seeds", type=int, help="probe seeds of each encoder")
@@ -461,7 +485,8 @@ def main(argv=None) -> dict:
     table = summarise(encoders)
     header = (f"## Quality, budget {args.budget} ({args.device}): {', '.join(map(str, budget.steps))} pre-training "
               f"steps of batch {budget.batch_size}, {budget.pretrain_seeds} pre-training seed(s), "
-              f"{budget.probe_seeds} probe seed(s), {budget.num_train} / {budget.num_val} clips per task")
+              f"{budget.probe_seeds} probe seed(s), {budget.num_train} / {budget.num_val} clips per task; supervised "
+              f"row: {'its encoder probed' if args.bound == 'probe' else 'fine-tuned classifier (evals.finetune)'}")
     text = markdown(table, header)
     (out / "quality.md").write_text(text)
     (out / "quality.json").write_text(json.dumps({"budget": dataclasses.asdict(budget), "device": args.device,

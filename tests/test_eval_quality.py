@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from evals.quality import (BUDGETS, Budget, Job, markdown, parse_args, plan, probe_jobs, run_benchmark, run_jobs,
-                           summarise)
+from evals.quality import (BUDGETS, Budget, Job, markdown, parse_args, plan, pretraining_jobs, probe_jobs,
+                           run_benchmark, run_jobs, summarise)
 from vjm.config import load_config
 from vjm.data.bench_tasks import NUM_CLASSES, TASKS
 
@@ -133,3 +133,22 @@ def test_no_share_of_a_gap_that_is_inside_the_spread(tmp_path):
     table = summarise(encoders)
     assert table["vjepa (8 steps)"]["digit"]["gap_closed"] is None
     assert "30.0 ± 2.3 (n=4, no gap)" in markdown(table, "## test")
+
+
+def test_a_fine_tuned_bound_is_trained_by_evals_finetune_and_read_from_its_results(tmp_path):
+    args = parse_args(["--bound", "finetune"])
+    budget = small_budget(pretrain_seeds=1, probe_seeds=1)
+    encoders = plan(args, budget, LISTS, tmp_path)
+    bound = next(enc for enc in encoders if enc.row == "supervised_digit")
+    cfg = load_config(bound.config, check_data=False)
+    assert cfg.data.val == [LISTS["val"]["digit"]] and cfg.objective.name == "supervised"
+    jobs = pretraining_jobs(encoders, args)
+    command = next(job.command for job in jobs if job.name == bound.run_dir.name)
+    assert command[1:3] == ["-m", "evals.finetune"] and "--random-init" in command
+    probes, _ = probe_jobs(encoders, budget, LISTS, tmp_path, args, jobs)
+    assert probes and not any("supervised" in job.name for job in probes)  # read, not probed
+    bound.run_dir.mkdir(parents=True)
+    (bound.run_dir / "pretrain_done.json").write_text('{"seconds": 30}')
+    (bound.run_dir / "results.json").write_text('{"top1": 91.5}')
+    run_benchmark(encoders, budget, LISTS, tmp_path, parse_args(["--bound", "finetune", "--report-only"]))
+    assert bound.probes == {"digit": [91.5]}

@@ -264,7 +264,7 @@ def run_launcher(config: Path, *extra: str) -> subprocess.Popen:
 
 def resumable_config(tmp_path: Path, toy_root: Path, objective: str) -> dict:
     """tiny_config for ``objective``; MAE's and ARM's also draw their TensorBoard pictures, which must
-    not change what is trained."""
+    not change what is trained; the supervised one fine-tunes with mixup, cutmix, EMA and layer decay."""
     raw = tiny_config(tmp_path, toy_root, data={"num_workers": 1})
     if objective == "mae":
         raw["masks"] = [{"kind": "tube", "ratio": 0.5}]
@@ -275,11 +275,17 @@ def resumable_config(tmp_path: Path, toy_root: Path, objective: str) -> dict:
         raw["objective"] = {"name": "arm", "cluster_size": 2, "decoder": {"width": 16, "depth": 1, "num_heads": 2}}
         del raw["masks"]
         raw["train"]["image_every"] = 2
+    if objective == "supervised":  # fine-tuning's recipe: mixing (numpy's stream), a weight EMA, layer decay
+        del raw["masks"]
+        raw["objective"] = {"name": "supervised", "num_classes": 8, "head": "mean", "mixup": 0.8, "cutmix": 1.0,
+                            "label_smoothing": 0.1, "ema": 0.9}
+        raw["optim"]["layer_decay"] = 0.7
+        raw["model"]["drop_path"] = 0.1
     return raw
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("objective", ["vjepa", "mae", "arm"])
+@pytest.mark.parametrize("objective", ["vjepa", "mae", "arm", "supervised"])
 def test_sigkill_then_restart_resumes_exactly(tmp_path, toy_root, objective):
     """Killed with SIGKILL and started again with the same command, the run continues from its
     last checkpoint and the following losses equal those of an uninterrupted run."""
@@ -309,6 +315,11 @@ def test_sigkill_then_restart_resumes_exactly(tmp_path, toy_root, objective):
     resumed = read_losses(run_dir)
     assert sorted(resumed) == list(range(1, 11))
     assert resumed == expected  # bit-identical losses, before and after the kill
+    # and the same final weights, the ones no loss shows (an EMA) included
+    final, reference_final = (torch.load(Path(folder) / "latest.pt", weights_only=True)["models"]
+                              for folder in (run_dir, reference["run"]["folder"]))
+    assert all(torch.equal(final[child][key], value) for child, weights in reference_final.items()
+               for key, value in weights.items())
 
 
 @pytest.mark.slow

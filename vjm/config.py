@@ -181,6 +181,10 @@ class ModelConfig:
                               choices=("auto", "torch", "mamba_ssm", "triton"))
     bidirectional_merge: str = param("mean", "how the forward and backward scans are combined",
                                      choices=("mean", "sum"))
+    scan: str | None = param(None, "scan directions of each Mamba mixer: uni (one, raster order), bi (forward "
+                             "and backward), quad (rows and columns, both ways); None = the model's own. A "
+                             "1-scan checkpoint initialises every direction of a bi or quad model (ARM's "
+                             "fine-tuning)", choices=("uni", "bi", "quad"))
     checkpoint_blocks: int = param(0, "recompute the first N blocks in the backward instead of keeping "
                                    "their activations: less memory for more compute (VideoMamba's checkpoint_num)",
                                    range=NONNEG)
@@ -230,6 +234,10 @@ class OptimConfig:
     betas: tuple[float, float] = param((0.9, 0.999), "AdamW betas", range=Range(0, 1, open_hi=True))
     eps: float = param(1e-8, "AdamW epsilon", range=POSITIVE)
     clip_grad: float = param(10.0, "max global gradient norm; 0 = no clipping", range=NONNEG)
+    layer_decay: float = param(1.0, "layer-wise lr decay: the encoder's block i of L trains at lr x "
+                               "layer_decay^(L - i), its embedding at layer_decay^(L + 1), the rest (final norm, "
+                               "head) at lr; 1 = off (fine-tuning; see vjm.train.optim)",
+                               range=Range(0, 1, open_lo=True))
     accum_steps: int = param(1, "micro-batches accumulated per optimiser step", range=AT_LEAST_1)
 
 

@@ -159,6 +159,11 @@ def build_loader(
         drop_last=drop_last,
         pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
         worker_init_fn=WorkerInit(WorkerSeeder(seed, rank, sampler)),
+        # Each iterator draws its workers' base seed from here, not from the global stream: starting an
+        # epoch (or resuming mid-epoch, an extra start) must not move the training process's random
+        # stream, which drop path and mixup draw from, or a resumed run would differ. WorkerSeeder
+        # seeds the workers anyway.
+        generator=torch.Generator().manual_seed(seed),
         prefetch_factor=prefetch_factor if num_workers > 0 else None,
         # Workers restart each epoch so WorkerSeeder sees the new epoch.
         persistent_workers=False,

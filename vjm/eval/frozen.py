@@ -30,7 +30,7 @@ from vjm.train.checkpoint import load_checkpoint
 from .features import encoder_fingerprint
 from .probe_state import PROBE_FORMAT
 
-__all__ = ["RANDOM_INIT", "EncoderInfo", "encoder_choices", "load_frozen_encoder"]
+__all__ = ["RANDOM_INIT", "EncoderInfo", "encoder_choices", "load_encoder_weights", "load_frozen_encoder"]
 
 # EncoderInfo.which of an encoder built with random weights.
 RANDOM_INIT = "random_init"
@@ -133,6 +133,33 @@ def _exported_encoder(path: Path, which: str | None, random_init: bool, seed: in
     step = int(meta["step"]) if meta.get("step", "").isdigit() else None
     _refuse_nonfinite(encoder, path, saved, step)
     return _frozen(encoder, model, path, objective, saved, step)
+
+
+def load_encoder_weights(encoder: nn.Module, model: ModelConfig, checkpoint: str | os.PathLike,
+                         which: str | None = None) -> EncoderInfo:
+    """Initialise ``encoder`` (built from ``model``, a fine-tuning config's section) with child ``which``
+    of a pre-training checkpoint (None = its objective's default): the start of fine-tuning.
+
+    Unlike load_frozen_encoder the encoder is built by the caller, so its drop path or scan may differ
+    from pre-training's; the model family's ``adapt_state_dict`` makes related weights fit (a 1-scan
+    checkpoint into a 4-scan model). The errors are load_frozen_encoder's, and weights of another
+    model size are refused in one line naming the keys that differ.
+    """
+    path = Path(checkpoint)
+    state = _read_pretraining_checkpoint(path)
+    which = _choose_encoder(path, state, which)
+    weights = state["models"][which]
+    adapt = getattr(encoder, "adapt_state_dict", None)
+    if adapt is not None:
+        weights = adapt(weights)
+    saved_model = state["config"].get("model") if isinstance(state["config"], dict) else None
+    load_weights(encoder, weights, source=f"checkpoint {path} ({which!r})", model=model, saved_model=saved_model,
+                 remedy="Fine-tune it with the model section it was trained with, or pass a checkpoint of this model")
+    step = state["step"] if isinstance(state.get("step"), int) else None
+    _refuse_nonfinite(encoder, path, which, step)
+    return EncoderInfo(model=model.name, embed_dim=int(encoder.embed_dim), checkpoint=str(path.resolve()),
+                       objective=state["objective"], which=which, step=step,
+                       fingerprint=encoder_fingerprint(encoder))
 
 
 def _read_pretraining_checkpoint(path: Path) -> dict[str, Any]:

@@ -81,3 +81,8 @@ class TokenEncoder(nn.Module):
 
     def encode(self, tokens: torch.Tensor, grid: tuple, keep: torch.Tensor | None) -> torch.Tensor:
         raise NotImplementedError
+
+    def adapt_state_dict(self, weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Saved weights of a related architecture made to fit this one before a strict load (fine-tuning
+        from a pre-training checkpoint); unchanged by default. A model family overrides it."""
+        return weights

@@ -10,6 +10,7 @@ import torch.nn as nn
 
 from .blocks import MambaBlock, MambaMLPBlock
 from .encoder import TokenEncoder, check_checkpoint_blocks, run_block
+from .mamba import expand_uni_state_dict
 from .registry import register_model
 
 BLOCKS = {"mamba": MambaBlock, "mambamlp": MambaMLPBlock}
@@ -88,6 +89,15 @@ class VideoMamba(TokenEncoder):
     @property
     def scan(self) -> str:
         return self.stack.scan
+
+    def adapt_state_dict(self, weights):
+        """A 1-scan (uni) checkpoint into a bi or quad model: every direction starts from the one
+        pre-trained direction (ARM's 1 -> 4 expansion). Other weights are left to the strict load."""
+        one_direction = any(".directions.0." in key for key in weights) and not any(
+            ".directions.1." in key for key in weights)
+        if self.scan != "uni" and one_direction:
+            return expand_uni_state_dict(weights, self.scan)
+        return weights
 
     def encode(self, tokens, grid, keep):
         col_order = None

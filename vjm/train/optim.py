@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import torch
 import torch.nn as nn
@@ -30,8 +31,65 @@ def decay_groups(model: nn.Module, **options) -> list[dict]:
     ]
 
 
+# A parameter of block i of an encoder: "...blocks.<i>." (VideoMamba's and ViT's stacks alike).
+_BLOCK = re.compile(r"(?:^|\.)blocks\.(\d+)\.")
+
+
+def encoder_layers(model: nn.Module, encoder: str) -> tuple[dict[str, int], int]:
+    """({trainable parameter name: layer}, number of blocks L) for layer-wise lr decay.
+
+    Layers count along the forward pass of child ``encoder``: 0 for its parameters before its first
+    block (patch embedding, tokens), i + 1 for block i, L + 1 for everything after the blocks (the
+    encoder's final norm, a head) and for every parameter outside the encoder. Read from the
+    parameter names and their order, so any encoder whose blocks are a ``blocks`` list is covered.
+    """
+    if not isinstance(getattr(model, encoder, None), nn.Module):
+        raise ValueError(f"layer-wise lr decay needs the encoder {encoder!r} as a child of {type(model).__name__}")
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    block_of = {n: int(m.group(1)) for n, _ in named if n.startswith(f"{encoder}.") and (m := _BLOCK.search(n))}
+    if not block_of:
+        raise ValueError(f"optim.layer_decay: the encoder {encoder!r} of {type(model).__name__} has no 'blocks' list "
+                         "to decay over; set optim.layer_decay = 1")
+    depth = max(block_of.values()) + 1
+    layers, seen_block = {}, False
+    for name, _ in named:
+        if name in block_of:
+            seen_block = True
+            layers[name] = block_of[name] + 1
+        elif name.startswith(f"{encoder}.") and not seen_block:
+            layers[name] = 0
+        else:
+            layers[name] = depth + 1
+    return layers, depth
+
+
+def layer_decay_groups(model: nn.Module, layer_decay: float, encoder: str = "encoder") -> list[dict]:
+    """decay_groups split by layer, each with ``lr_scale`` = layer_decay^(L + 1 - layer) (BEiT's layer-wise
+    decay; layers as encoder_layers counts them). Weight decay follows ``decays`` within every layer.
+
+    timm's param_groups_layer_decay needs a model with timm's group_matcher and decides weight decay by
+    name and ndim only (A_log is a matrix), so the groups are made here."""
+    layers, depth = encoder_layers(model, encoder)
+    groups: dict[tuple[int, bool], dict] = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        layer, decay = layers[name], decays(name, param)
+        group = groups.setdefault((layer, decay), {"params": [], "decay": decay, "layer": layer,
+                                                   "lr_scale": layer_decay ** (depth + 1 - layer)})
+        if not decay:
+            group["weight_decay"] = 0.0
+        group["params"].append(param)
+    return [groups[key] for key in sorted(groups)]
+
+
 def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:
-    groups = decay_groups(model)
+    """AdamW over ``decay_groups``, or ``layer_decay_groups`` of the model's ``eval_encoder`` (an
+    objective's) when ``cfg.layer_decay`` < 1."""
+    if cfg.layer_decay < 1:
+        groups = layer_decay_groups(model, cfg.layer_decay, getattr(model, "eval_encoder", "encoder"))
+    else:
+        groups = decay_groups(model)
     params = [p for group in groups for p in group["params"]]
     # On the GPU, one fused kernel per step instead of several multi-tensor launches per parameter
     # group: the V-JEPA step of a Tiny model is bound by the host's launches (docs/PERFORMANCE.md).
@@ -68,9 +126,11 @@ class Schedules:
         return cosine(self.cfg.weight_decay, self.cfg.final_weight_decay, step / self.total_steps)
 
     def apply(self, optimizer: torch.optim.Optimizer, step: int) -> tuple[float, float]:
+        """Set every group's lr (times its ``lr_scale``, layer-wise decay) and decayed weight decay;
+        returns the unscaled (lr, weight decay)."""
         lr, wd = self.lr(step), self.weight_decay(step)
         for group in optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
             if group.get("decay", False):
                 group["weight_decay"] = wd
         return lr, wd

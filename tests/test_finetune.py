@@ -1,0 +1,239 @@
+"""Fine-tuning (python -m evals.finetune): layer-wise lr decay, clip mixing, multi-view evaluation,
+encoder initialisation and its errors, and whole runs from a checkpoint and from scratch."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import Dataset
+
+from vjm.config import ConfigError, config_from_dict
+from vjm.data.datasets import collate_items
+from vjm.data.mixup import ClipMixup
+from vjm.eval.classify import evaluate_classifier
+from vjm.eval.frozen import load_encoder_weights
+from vjm.models import build_encoder
+from vjm.objectives import build_objective
+from vjm.train.distributed import DistInfo
+from vjm.train.engine import Trainer
+from vjm.train.optim import Schedules, build_optimizer
+
+from test_train import tiny_config, write_config
+
+
+def finetune_config(tmp_path: Path, toy_root: Path, objective: dict | None = None, **sections) -> dict:
+    """tiny_config with the supervised objective and every fine-tuning knob on."""
+    raw = tiny_config(tmp_path, toy_root, data={"toy_task": "direction", "hflip": False},
+                      optim={"layer_decay": 0.5}, model={"drop_path": 0.1},
+                      train={"epochs": 1, "steps_per_epoch": 3, "checkpoint_every": 2})
+    for section, values in sections.items():
+        raw[section].update(values)
+    del raw["masks"]
+    raw["objective"] = {"name": "supervised", "num_classes": 8, "head": "mean", "label_smoothing": 0.1,
+                        "mixup": 0.8, "cutmix": 1.0, "ema": 0.9,
+                        "evaluation": {"num_segments": 2, "num_views": 3, "batch_size": 4}, **(objective or {})}
+    return raw
+
+
+@pytest.fixture(scope="module")
+def toy_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("toy")
+
+
+@pytest.fixture(scope="module")
+def vjepa_checkpoint(tmp_path_factory, toy_root):
+    """A V-JEPA checkpoint of the tiny model (written at step 0: its weights are what matters here)."""
+    folder = tmp_path_factory.mktemp("pretrained")
+    cfg = config_from_dict(tiny_config(folder, toy_root))
+    Trainer(cfg, DistInfo()).save()
+    return cfg.run_dir / "latest.pt"
+
+
+# ----------------------------------------------------------------------------- layer-wise lr decay
+
+
+def test_layer_decay_scales_each_block_and_spares_norms_biases_and_ssm_parameters(tmp_path):
+    raw = finetune_config(tmp_path, tmp_path, optim={"layer_decay": 0.5, "lr": 1e-3, "warmup_steps": 0})
+    raw["model"]["depth"] = 3
+    cfg = config_from_dict(raw)
+    objective = build_objective(cfg)
+    optimizer = build_optimizer(objective, cfg.optim)
+    lr, _ = Schedules(cfg.optim, 10).apply(optimizer, 0)
+    group_of = {id(p): g for g in optimizer.param_groups for p in g["params"]}
+    named = dict(objective.named_parameters())
+    assert not any(name.startswith("ema.") and id(p) in group_of for name, p in named.items())  # not optimised
+
+    def group(name):
+        return group_of[id(named[name])]
+
+    # Depth 3: embedding at 0.5^4, block i at 0.5^(3 - i), the final norm and head at 1.
+    assert group("encoder.patch_embed.proj.weight")["lr"] == pytest.approx(lr * 0.5**4)
+    for block in range(3):
+        for param in ("mixer.in_proj.weight", "mixer.directions.1.A_log", "norm.weight"):
+            assert group(f"encoder.stack.blocks.{block}.{param}")["lr"] == pytest.approx(lr * 0.5 ** (3 - block))
+    for name in ("encoder.stack.norm.weight", "head.fc.weight", "head.fc.bias", "head.norm.weight"):
+        assert group(name)["lr"] == pytest.approx(lr)
+    decayed = {name for name, p in named.items() if p.requires_grad and group(name)["weight_decay"] > 0}
+    assert "encoder.stack.blocks.2.mixer.in_proj.weight" in decayed and "head.fc.weight" in decayed
+    for name in ("encoder.stack.blocks.0.mixer.directions.0.A_log", "encoder.stack.blocks.0.mixer.directions.0.D",
+                 "encoder.stack.blocks.1.norm.weight", "encoder.stack.blocks.0.mixer.directions.0.dt_proj.bias",
+                 "encoder.stack.norm.weight", "head.fc.bias", "head.norm.weight", "encoder.patch_embed.proj.bias"):
+        assert name not in decayed, name
+    # Every trainable parameter is in exactly one group; layer_decay 1 keeps the two plain groups.
+    assert sum(len(g["params"]) for g in optimizer.param_groups) == sum(p.requires_grad for p in named.values())
+    plain = config_from_dict(finetune_config(tmp_path, tmp_path, optim={"layer_decay": 1.0}))
+    assert len(build_optimizer(objective, plain.optim).param_groups) == 2
+
+
+# ----------------------------------------------------------------------------- mixup / cutmix
+
+
+def test_mixup_mixes_each_clip_with_its_reverse_and_its_label_alike():
+    np.random.seed(0)
+    clips, labels = torch.rand(4, 3, 2, 8, 8), torch.tensor([0, 1, 2, 3])
+    mixed, targets = ClipMixup(4, mixup_alpha=0.8, cutmix_alpha=0.0, label_smoothing=0.0)(clips, labels)
+    lam = targets[0, 0].item()
+    assert 0 < lam < 1 and targets[0, 3].item() == pytest.approx(1 - lam)
+    torch.testing.assert_close(targets.sum(dim=1), torch.ones(4))
+    torch.testing.assert_close(mixed, lam * clips + (1 - lam) * clips.flip(0))
+    assert not torch.equal(mixed, clips) and clips.shape == mixed.shape
+
+
+def test_cutmix_pastes_the_same_box_into_every_frame_and_labels_by_its_area():
+    np.random.seed(2)  # a box of 47% of the frame
+    clips, labels = torch.rand(2, 3, 4, 16, 16), torch.tensor([5, 2])
+    mixed, targets = ClipMixup(6, mixup_alpha=0.0, cutmix_alpha=1.0, label_smoothing=0.1)(clips, labels)
+    pasted = (mixed != clips)  # where clip 0 shows clip 1
+    box = pasted[0, 0, 0]
+    assert box.any() and all(torch.equal(pasted[0, c, t], box) for c in range(3) for t in range(4))
+    torch.testing.assert_close(mixed[0][:, :, box], clips[1][:, :, box])
+    area = box.float().mean().item()
+    # Label smoothing 0.1 over 6 classes, then the box's share goes to the other clip's label.
+    off, on = 0.1 / 6, 1 - 0.1 + 0.1 / 6
+    assert targets[0, 5].item() == pytest.approx((1 - area) * on + area * off)
+    assert targets[0, 2].item() == pytest.approx(area * on + (1 - area) * off)
+    with pytest.raises(ValueError, match="an even number of clips, got 3"):
+        ClipMixup(6, cutmix_alpha=1.0)(torch.rand(3, 3, 4, 16, 16), torch.tensor([0, 1, 2]))
+
+
+# ----------------------------------------------------------------------------- multi-view evaluation
+
+
+class LogitClips(Dataset):
+    """Items whose K clips carry their own logits in their 3 channels."""
+
+    def __init__(self, logits: list[list[list[float]]], labels: list[int]):
+        self.logits, self.label_list = torch.tensor(logits), labels
+
+    def __len__(self):
+        return len(self.label_list)
+
+    def __getitem__(self, key):
+        index = key.index
+        return {"clips": self.logits[index].view(-1, 3, 1, 1, 1), "label": self.label_list[index], "index": index,
+                "skipped": []}
+
+
+def test_views_are_averaged_as_probabilities_per_video():
+    # Video 0 (label 0): one view is sure of class 0; the other leans to 1 over 2 with huge logits.
+    # Averaging logits would answer 1 ([5, 6, 5.95]); the probabilities' mean answers 0 ([0.5, 0.26, 0.24]),
+    # as VideoMAE / VideoMamba's test-time merge and the probe do.
+    # Video 1 (label 2): both views put class 2 second: a top-5 hit (of 3 classes), not a top-1 one.
+    dataset = LogitClips([[[10, 0, 0], [0, 12, 11.9]], [[3, 0, 1], [3, 0, 1]]], labels=[0, 2])
+    scores = evaluate_classifier(lambda clips: clips.flatten(1), dataset, batch_size=2, device=torch.device("cpu"))
+    assert scores["top1"] == 50.0 and scores["top5"] == 100.0 and scores["num_val"] == 2
+    p0 = (torch.tensor([[10.0, 0, 0], [0, 12, 11.9]]).softmax(-1).mean(0))[0]
+    p1 = torch.tensor([3.0, 0, 1]).softmax(-1)[2]
+    assert scores["loss"] == pytest.approx(-(p0.log() + p1.log()).item() / 2, rel=1e-5)
+    assert collate_items  # the loader stacks the items' K clips: B x K x C x T x H x W
+
+
+# ----------------------------------------------------------------------------- the encoder's start
+
+
+def test_the_encoder_starts_from_the_checkpoint_and_a_uni_scan_expands_to_four(tmp_path, toy_root):
+    uni = tiny_config(tmp_path / "uni", toy_root, model={"scan": "uni"})
+    Trainer(config_from_dict(uni), DistInfo()).save()
+    checkpoint = tmp_path / "uni" / "run" / "latest.pt"
+    saved = torch.load(checkpoint, weights_only=True)["models"]["target_encoder"]  # V-JEPA's evaluated encoder
+    quad = config_from_dict(finetune_config(tmp_path, toy_root, model={"scan": "quad"}))
+    encoder = build_encoder(quad.model)
+    info = load_encoder_weights(encoder, quad.model, checkpoint)
+    assert info.objective == "vjepa" and info.which == "target_encoder"
+    weights = encoder.state_dict()
+    assert len(encoder.stack.blocks[0].mixer.directions) == 4
+    for block in range(2):
+        for k in range(4):
+            for name in ("A_log", "D", "x_proj.weight", "conv1d.weight", "dt_proj.bias"):
+                torch.testing.assert_close(weights[f"stack.blocks.{block}.mixer.directions.{k}.{name}"],
+                                           saved[f"stack.blocks.{block}.mixer.directions.0.{name}"])
+    torch.testing.assert_close(weights["stack.blocks.1.mixer.in_proj.weight"],
+                               saved["stack.blocks.1.mixer.in_proj.weight"])
+    assert encoder(torch.randn(1, 3, 4, 32, 32)).shape == (1, 8, 32)  # the 4-scan forward runs
+
+
+def test_unusable_checkpoints_are_refused_in_one_line(tmp_path, toy_root, vjepa_checkpoint, capsys):
+    from evals.finetune import main
+
+    raw = finetune_config(tmp_path, toy_root)
+    config = write_config(raw, tmp_path / "ft.yaml")
+
+    def refused(*args, fname=config) -> str:
+        with pytest.raises(SystemExit) as exit_:
+            main(["--fname", str(fname), *args])
+        assert exit_.value.code == 2
+        return capsys.readouterr().err
+
+    assert "missing.pt does not exist" in refused("--checkpoint", str(tmp_path / "missing.pt"))
+    assert "has no encoder 'predictor'" in refused("--checkpoint", str(vjepa_checkpoint), "--encoder", "predictor")
+    assert "give --checkpoint PATH" in refused()
+    not_supervised = write_config(tiny_config(tmp_path, toy_root), tmp_path / "vjepa.yaml")
+    assert "set objective.name = supervised" in refused("--random-init", fname=not_supervised)
+    model = build_encoder(config_from_dict(finetune_config(tmp_path, toy_root)).model)
+    with pytest.raises(FileNotFoundError, match="does not exist; pass the path of a .pt file written by vjm"):
+        load_encoder_weights(model, config_from_dict(raw).model, tmp_path / "missing.pt")
+    with pytest.raises(ValueError, match=r"\('vjepa' objective\) has no encoder 'predictor'; choose an encoder "
+                                         r"from: target_encoder, encoder"):
+        load_encoder_weights(model, config_from_dict(raw).model, vjepa_checkpoint, "predictor")
+    wider = config_from_dict(finetune_config(tmp_path, toy_root)).model
+    wider.embed_dim = 48
+    with pytest.raises(ValueError) as error:
+        load_encoder_weights(build_encoder(wider), wider, vjepa_checkpoint)
+    assert "\n" not in str(error.value) and ("was trained with model.embed_dim=32; this config has "
+                                             "model.embed_dim=48: its weights do not fit") in str(error.value)
+    with pytest.raises(ConfigError, match="'objective.init.checkpoint' is not set"):
+        config_from_dict(finetune_config(tmp_path, toy_root, {"init": {"encoder": "encoder"}}))
+
+
+# ----------------------------------------------------------------------------- whole runs
+
+
+def test_fine_tuning_a_checkpoint_and_training_from_scratch_write_results(tmp_path, toy_root, vjepa_checkpoint,
+                                                                         capsys):
+    from evals.finetune import main
+
+    config = write_config({k: v for k, v in finetune_config(tmp_path, toy_root).items() if k != "run"} |
+                          {"run": {"seed": 3}}, tmp_path / "ft_toy.yaml")
+    tuned = main(["--fname", str(config), "--checkpoint", str(vjepa_checkpoint), "--devices", "cpu"])
+    printed = capsys.readouterr().out.strip().splitlines()
+    results = vjepa_checkpoint.parent / "ft_toy" / "results.json"
+    assert printed[-1] == str(results) and json.loads(results.read_text()) == tuned
+    assert tuned["init"] == {"checkpoint": str(vjepa_checkpoint), "encoder": None}
+    assert tuned["step"] == 3 and tuned["weights"] == "ema" and tuned["segments_x_views"] == [2, 3]
+    assert tuned["num_val"] == 8 and 0 <= tuned["top1"] <= tuned["top5"] <= 100 and tuned["chance_top1"] == 12.5
+    state = torch.load(results.parent / "latest.pt", weights_only=True)
+    assert set(state["models"]) == {"encoder", "head", "ema"}
+    # The fine-tuned encoder moved away from the checkpoint's.
+    pretrained = torch.load(vjepa_checkpoint, weights_only=True)["models"]["encoder"]
+    assert not torch.equal(state["models"]["encoder"]["patch_embed.proj.weight"],
+                           pretrained["patch_embed.proj.weight"])
+
+    scratch_dir = tmp_path / "scratch"
+    scratch = main(["--fname", str(config), "--random-init", "--devices", "cpu", "--output-dir", str(scratch_dir)])
+    assert capsys.readouterr().out.strip().splitlines()[-1] == str(scratch_dir / "results.json")
+    assert scratch["init"] == "random_init" and scratch["step"] == 3
+    # Run again: training is finished and the results are read back, not recomputed.
+    assert main(["--fname", str(config), "--random-init", "--devices", "cpu", "--output-dir", str(scratch_dir)]) \
+        == scratch
