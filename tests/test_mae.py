@@ -23,10 +23,10 @@ from vjm.objectives.pixels import patchify, pixel_targets, unpatchify
 from vjm.train.checkpoint import load_checkpoint, save_checkpoint
 from vjm.train.distributed import DistInfo
 from vjm.train.engine import Trainer
-from vjm.train.run_log import RunLog
 
 from test_probe import probe_config
 from test_train import read_losses, tiny_config
+from training_helpers import fit_recording_pictures, shrunk_toy_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -187,24 +187,11 @@ def toy_root(tmp_path_factory):
 def trained(tmp_path_factory, toy_root):
     """configs/mae_tiny.yaml shrunk to seconds: 12 steps of a 32-wide VideoMamba on 32 x 32 toy clips."""
     run_dir = tmp_path_factory.mktemp("mae_run")
-    cfg = load_config(ROOT / "configs" / "mae_tiny.yaml", [
-        f"run.folder={run_dir}", f"data.toy_root={toy_root}", "data.toy_num_train=48", "data.toy_num_val=8",
-        "data.toy_frames=8", "data.toy_size=32", "data.frames_per_clip=4", "data.crop_size=32",
-        "data.batch_size=4", "data.num_workers=0", "data.pin_memory=false", "model.embed_dim=32", "model.depth=2",
-        "objective.decoder={width: 32, depth: 1, num_heads: 4}", "optim.warmup_steps=2",
+    cfg = load_config(ROOT / "configs" / "mae_tiny.yaml", shrunk_toy_overrides(run_dir, toy_root) + [
+        "model.depth=2", "objective.decoder={width: 32, depth: 1, num_heads: 4}", "optim.warmup_steps=2",
         "train.steps_per_epoch=6", "train.checkpoint_every=6", "train.log_every=1", "train.image_every=4",
     ])
-    pictures = []
-    write_images = RunLog.write_images
-
-    def recording(self, step, images):
-        pictures.append((step, {name: tuple(picture.shape) for name, picture in images.items()}))
-        write_images(self, step, images)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(RunLog, "write_images", recording)
-        Trainer(cfg, DistInfo()).fit()
-    return cfg, pictures
+    return cfg, fit_recording_pictures(cfg)
 
 
 def test_the_toy_config_trains_the_loss_falls_and_tensorboard_gets_pictures(trained):
