@@ -86,7 +86,7 @@ def build_config(args) -> Config:
     return cfg
 
 
-def main(argv: Sequence[str] | None = None) -> dict | None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m evals.finetune", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--fname", required=True, help="fine-tuning config, e.g. configs/eval/finetune_toy.yaml")
@@ -103,7 +103,16 @@ def main(argv: Sequence[str] | None = None) -> dict | None:
                         help="one process per device: cpu (repeatable), cuda, cuda:N; default: every GPU, else cpu")
     parser.add_argument("--slurm", action="store_true", help="submit a SLURM job (the config's launch section) "
                                                              "that trains and evaluates, and return")
+    parser.add_argument("--threads", type=int, metavar="N", help="intra-op CPU threads of each process "
+                                                                  "(run.threads); default: vjm.cpu's share")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> dict | None:
+    parser = build_parser()
     args = parser.parse_args(argv)
+    if args.threads is not None:
+        args.overrides.append(f"run.threads={args.threads}")
     if args.random_init and args.encoder is not None:
         parser.error("--random-init builds a new encoder; leave out --encoder")
     setup_logging(0)

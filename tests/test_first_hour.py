@@ -231,8 +231,8 @@ def entry_points() -> dict[str, object]:
     command the README names."""
     import evals.quality as quality
 
-    modules = ["launch.local", "launch.submitit", "evals.attentive_probe", "vjm.export", "vjm.masks.show",
-               "vjm.objectives.show"]
+    modules = ["launch.local", "launch.submitit", "evals.attentive_probe", "evals.finetune", "vjm.export",
+               "vjm.masks.show", "vjm.objectives.show"]
     parsers = {name: importlib.import_module(name).build_parser() for name in modules}
     parsers["evals.quality"] = quality
     return parsers
@@ -255,8 +255,8 @@ def check_overrides(overrides: list[str], schema: str) -> None:
         load_config(MAIN_CONFIG, overrides, check_data=False)
 
 
-@pytest.mark.parametrize("module", ["launch.local", "launch.submitit", "evals.attentive_probe", "evals.quality",
-                                    "vjm.export", "vjm.masks.show", "vjm.objectives.show"])
+@pytest.mark.parametrize("module", ["launch.local", "launch.submitit", "evals.attentive_probe", "evals.finetune",
+                                    "evals.quality", "vjm.export", "vjm.masks.show", "vjm.objectives.show"])
 def test_every_set_example_of_every_help_is_a_valid_key(module):
     out = io.StringIO()
     with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
