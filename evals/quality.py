@@ -28,11 +28,14 @@ Tasks (vjm.data.bench_tasks, generated once, real handwriting over real photos):
 Every encoder is frozen and probed with vjm's attentive probe (configs/eval/bench.yaml; its best
 head of the lr x weight-decay grid, the V-JEPA practice) once per probe seed. A reading is the
 mean and standard deviation over pre-training seeds x probe seeds; per task the table gives the
-share of the gap closed, (row - random) / (supervised - random).
+share of the gap closed, (row - random) / (supervised - random), where supervised beats random by
+more than twice their combined spread (else "no gap").
 
 Everything is a subprocess of the entry points users run (launch.local, evals.attentive_probe),
-up to ``--parallel`` at a time, each with its log under the output folder; a rerun skips finished
-work. The table is printed and written as quality.md and quality.json in the output folder.
+in one pool of ``--parallel`` slots: the controls' probes start at once, each encoder's probes as
+soon as its pre-training ends; each job logs under the output folder, and a rerun skips finished
+work (``--report-only``: run nothing, tabulate what finished). The table is printed and written
+as quality.md and quality.json in the output folder.
 """
 
 from __future__ import annotations
