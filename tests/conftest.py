@@ -7,6 +7,12 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "slow: takes more than a few seconds on a 2-core CPU")
 
 
+@pytest.fixture(scope="module")
+def toy_root(tmp_path_factory):
+    """An empty folder per test module: the toy dataset is generated there on first use."""
+    return tmp_path_factory.mktemp("toy")
+
+
 @pytest.fixture
 def one_thread():
     """Tiny models, many small tensor ops: on 2 shared cores, thread hand-offs cost more than the work."""

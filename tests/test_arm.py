@@ -194,11 +194,6 @@ def test_the_loss_is_the_mse_of_predictions_of_clusters_two_to_n():
 
 
 @pytest.fixture(scope="module")
-def toy_root(tmp_path_factory):
-    return tmp_path_factory.mktemp("toy")
-
-
-@pytest.fixture(scope="module")
 def trained(tmp_path_factory, toy_root):
     """configs/arm_tiny.yaml shrunk to seconds: 16 steps of a 32-wide, 4-block MambaMLP on 32 x 32 toy clips."""
     run_dir = tmp_path_factory.mktemp("arm_run")

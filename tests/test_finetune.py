@@ -38,11 +38,6 @@ def finetune_config(tmp_path: Path, toy_root: Path, objective: dict | None = Non
 
 
 @pytest.fixture(scope="module")
-def toy_root(tmp_path_factory):
-    return tmp_path_factory.mktemp("toy")
-
-
-@pytest.fixture(scope="module")
 def vjepa_checkpoint(tmp_path_factory, toy_root):
     """A V-JEPA checkpoint of the tiny model (written at step 0: its weights are what matters here)."""
     folder = tmp_path_factory.mktemp("pretrained")

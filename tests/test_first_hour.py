@@ -29,11 +29,6 @@ ROOT = Path(__file__).resolve().parents[1]
 MAIN_CONFIG = ROOT / "configs" / "vjepa_tiny.yaml"
 
 
-@pytest.fixture(scope="module")
-def toy_root(tmp_path_factory):
-    return tmp_path_factory.mktemp("toy")
-
-
 def short_run(tmp_path: Path, toy_root: Path, **sections) -> dict:
     """tiny_config for 2 steps (one epoch), TensorBoard on, a checkpoint at the end."""
     raw = tiny_config(tmp_path, toy_root, train={"epochs": 1, "steps_per_epoch": 2, "checkpoint_every": 50})

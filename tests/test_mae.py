@@ -179,11 +179,6 @@ def test_loss_is_the_mse_of_masked_tokens_only():
 
 
 @pytest.fixture(scope="module")
-def toy_root(tmp_path_factory):
-    return tmp_path_factory.mktemp("toy")
-
-
-@pytest.fixture(scope="module")
 def trained(tmp_path_factory, toy_root):
     """configs/mae_tiny.yaml shrunk to seconds: 12 steps of a 32-wide VideoMamba on 32 x 32 toy clips."""
     run_dir = tmp_path_factory.mktemp("mae_run")

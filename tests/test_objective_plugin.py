@@ -53,11 +53,6 @@ def plugin_config(tmp_path, toy_root, **sections):
     return raw
 
 
-@pytest.fixture(scope="module")
-def toy_root(tmp_path_factory):
-    return tmp_path_factory.mktemp("toy")
-
-
 def test_the_objective_section_is_its_own_and_masks_are_not_drawn(tmp_path, toy_root):
     cfg = config_from_dict(plugin_config(tmp_path, toy_root))
     assert cfg.masks == [] and cfg.objective.label_scale == 0.25

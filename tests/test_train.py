@@ -43,11 +43,6 @@ def tiny_config(tmp_path: Path, toy_root: Path, **sections) -> dict:
     return raw
 
 
-@pytest.fixture(scope="module")
-def toy_root(tmp_path_factory):
-    return tmp_path_factory.mktemp("toy")
-
-
 def write_config(raw: dict, path: Path) -> Path:
     path.write_text(yaml.safe_dump(raw))
     return path

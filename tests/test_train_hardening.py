@@ -29,11 +29,6 @@ from vjm.train.stopping import DivergenceError
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def toy_root(tmp_path_factory):
-    return tmp_path_factory.mktemp("toy")
-
-
 @contextlib.contextmanager
 def deadline(seconds: int):
     """Fail (instead of hanging the suite) when the block runs longer than `seconds`."""
