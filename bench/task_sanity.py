@@ -55,16 +55,17 @@ class EarlyFusionCNN(nn.Module):
         return self.head(self.features(x).mean(dim=(2, 3)))
 
 
-def train_and_score(train, val, num_classes: int, seed: int, epochs: int, batch_size: int = 64) -> float:
+def train_and_score(train, val, num_classes: int, seed: int, epochs: int, batch_size: int = 64,
+                    device: str = "cpu") -> float:
     torch.manual_seed(seed)
-    (x, y), (xv, yv) = train, val
-    model = EarlyFusionCNN(x.shape[1], num_classes)
+    (x, y), (xv, yv) = ((t.to(device) for t in pair) for pair in (train, val))
+    model = EarlyFusionCNN(x.shape[1], num_classes).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.05)
     steps = epochs * -(-len(x) // batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=2e-3, total_steps=steps)
     for _ in range(epochs):
         model.train()
-        for index in torch.randperm(len(x)).split(batch_size):
+        for index in torch.randperm(len(x), device=device).split(batch_size):
             loss = F.cross_entropy(model(x[index]), y[index])
             optimizer.zero_grad()
             loss.backward()
@@ -83,6 +84,7 @@ def main(argv=None) -> None:
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     args = parser.parse_args(argv)
     print(f"| task | chance | small CNN, early fusion ({args.epochs} epochs; mean ± std over {args.seeds} seeds) "
           "| clips |")
@@ -90,7 +92,7 @@ def main(argv=None) -> None:
     for task in args.tasks:
         started = time.monotonic()
         train, val = read_split(args.root, "train", task), read_split(args.root, "val", task)
-        scores = [train_and_score(train, val, NUM_CLASSES[task], seed, args.epochs) for seed in range(args.seeds)]
+        scores = [train_and_score(train, val, NUM_CLASSES[task], seed, args.epochs, device=args.device) for seed in range(args.seeds)]
         spread = statistics.stdev(scores) if len(scores) > 1 else 0.0
         print(f"| {task} | {100 / NUM_CLASSES[task]:.1f} | {statistics.mean(scores):.1f} ± {spread:.1f} "
               f"({', '.join(f'{s:.1f}' for s in scores)}) | {len(train[1])} / {len(val[1])} |"

@@ -9,29 +9,27 @@ digits set (1797 real 8x8 scans) over crops of the two real photos scikit-learn 
 own clips (nuisances are chosen per task, and none is a label of another):
 
 * ``digit`` (10 classes, appearance): which digit is shown. One frame holds the answer, but the
-  digit is drawn at a random position, size (0.4-0.75 of the frame), aspect, tilt and colour,
-  drifts and turns a little, over a real photo the camera pans across; the raw-pixel and
-  random-feature statistics that a frozen random encoder offers are dominated by these nuisances.
-* ``speed`` (3 classes, motion): how fast a digit moves *relative to the background*: slow,
-  medium, fast, with well separated ranges (``SPEED_RANGES``, px / frame). The camera pans, and
-  the digit moves on screen, at one and the same random speed (``SPEED_SCREEN``, at least half the
-  fastest relative speed) in random directions; the class sets the angle between the two motions
-  (relative speed = 2 * screen speed * sin(angle / 2)). So the amount of motion on screen, of the
-  background or of the digit, and the amount of change between frames say nothing about the class:
-  only the digit's motion measured against the background's does. The digit moves on a torus (it
-  wraps around the frame edges), so its position in any one frame is uniform whatever the speed,
-  and nothing is blurred: one frame says nothing about the label.
+  digit is drawn at a random position, size (0.5-0.8 of the frame), aspect, tilt and colour and
+  drifts and turns a little, over a real photo.
+* ``speed`` (3 classes, motion): how fast the digit moves: slow, medium, fast, with well separated
+  ranges (``SPEED_RANGES``, px / frame) in a random direction. The digit moves on a torus (it wraps
+  around the frame edges), so its position in any one frame is uniform whatever the speed, and
+  nothing is blurred: one frame says nothing about the label.
 * ``orbit`` (2 classes, motion, needs the order of the frames): does the digit circle
-  counter-clockwise (0) or clockwise (1) about a point that moves with the background, while the
-  camera pans. The digit does not spin (its tilt is fixed): each pair of frames shows it shifted in
-  some direction, uniform whatever the class; only how that direction turns from one pair of frames
-  to the next, against the background, tells the class. Every scene is parametrised about the
-  clip's middle frame (position, orbit phase and pan offset there; orbit and pan velocities of
+  counter-clockwise (0) or clockwise (1) about a fixed point. The digit does not spin (its tilt is
+  fixed): each pair of frames shows it shifted in some direction, uniform whatever the class; only
+  how that direction turns from one pair of frames to the next tells the class. Every scene is
+  parametrised about the clip's middle frame (position and orbit phase there; orbit velocities of
   either sign with symmetric ranges), so a clockwise clip played backwards is exactly a
   counter-clockwise clip of the same distribution (``BenchScene.reversed``). Hence no statistic
   that ignores the order of the frames (one frame, the set of frames, the amount of frame-to-frame
   change) can tell the classes apart. The digit wraps around the frame edges, so its position in
   any one frame is uniform.
+
+  The camera is still. In version 1 of these tasks it panned, and the speed task asked for the
+  digit's speed relative to the background: with 512-1024 clips per task no model trained with the
+  labels (VideoMamba or a small CNN) read any task above its random-init control on held-out clips
+  (docs/QUALITY.md), so there was no gap for pre-training to close.
 
   A digit *spinning* in place (the first choice for this task) was dropped: a frozen random-init
   VideoMamba-Ti read its sense at 97% with the attentive probe, because one tubelet (two frames)
@@ -81,7 +79,7 @@ from .toy import digit_pools, write_list, write_mp4
 
 logger = logging.getLogger(__name__)
 
-BENCH_FORMAT_VERSION = 1
+BENCH_FORMAT_VERSION = 2  # 2: a still camera, speed on screen (v1: a panning camera; no model learned it)
 TASKS = ("digit", "speed", "orbit")
 NUM_CLASSES = {"digit": 10, "speed": 3, "orbit": 2}
 TASK_KINDS = {"digit": "appearance", "speed": "motion", "orbit": "motion"}
@@ -97,9 +95,8 @@ DEFAULT_ROOT = "data/bench"
 # Scene ranges. Lengths and speeds are in pixels (per frame) at REFERENCE_SIZE and scale with the
 # frame size; angles are in degrees.
 REFERENCE_SIZE = 64
-PAN_SPEED = (0.0, 2.5)  # camera pan (the background's motion on screen), random direction (digit, orbit)
 PHOTO_ZOOM = (0.6, 1.6)  # photo pixels per frame pixel
-PHOTO_CONTRAST = (0.45, 0.85)  # the photo's deviations from its mean are scaled by this
+PHOTO_CONTRAST = (0.35, 0.7)  # the photo's deviations from its mean are scaled by this
 PHOTO_BRIGHTNESS = (-0.12, 0.12)
 MIN_LUMA_CONTRAST = 0.35  # between the digit's colour and the background's mean
 # Columns (fractions of the width) of each photo by split: disjoint, with a gap. China: the temple
@@ -117,14 +114,12 @@ TEXTURE_TRIES = 20
 # cell is SPRITE_CELL pixels wide, then resampled every frame. The border keeps the ink's edges smooth.
 SPRITE_CELL = 32
 
-DIGIT_SPRITE = (0.4, 0.75)  # side of the digit's 8x8 cell, as a fraction of the frame (digit task)
-DIGIT_DRIFT = 0.75  # max drift speed, px / frame (digit task)
-DIGIT_TILT = 20.0  # max tilt at the middle frame
-DIGIT_SPIN = 1.0  # max turning speed, degrees / frame (digit task)
+DIGIT_SPRITE = (0.5, 0.8)  # side of the digit's 8x8 cell, as a fraction of the frame (digit task)
+DIGIT_DRIFT = 0.5  # max drift speed, px / frame (digit task)
+DIGIT_TILT = 15.0  # max tilt at the middle frame
+DIGIT_SPIN = 0.5  # max turning speed, degrees / frame (digit task)
 SPEED_SPRITE = (0.3, 0.45)
-SPEED_RANGES = ((0.25, 0.55), (0.9, 1.4), (2.0, 2.9))  # slow / medium / fast: speed relative to the background
-SPEED_SCREEN = (1.5, 3.0)  # the speed task's pan speed, and the digit's speed on screen: the same in a clip
-assert 2 * SPEED_SCREEN[0] >= SPEED_RANGES[-1][1], "every relative speed must be reachable at every screen speed"
+SPEED_RANGES = ((0.4, 0.8), (1.3, 1.9), (2.6, 3.6))  # slow / medium / fast, px / frame, in a random direction
 SPEED_TILT = 25.0
 ORBIT_SPRITE = (0.3, 0.45)
 ORBIT_RADIUS = (8.0, 16.0)
@@ -316,17 +311,7 @@ def random_scene(rng: np.random.Generator, task: str, label: int, digit: np.ndar
     """A scene of ``task`` with ``label`` (the digit's class is the label only for the digit task)."""
     k = size / REFERENCE_SIZE
     tc = (frames - 1) / 2
-    if task == "speed":
-        # The camera pans and the digit moves on screen at one speed, in directions `between` apart:
-        # its speed against the background, 2 * screen_speed * sin(between / 2), is the label's.
-        screen_speed = rng.uniform(*SPEED_SCREEN) * k
-        relative = rng.uniform(*SPEED_RANGES[label]) * k
-        between = 2 * math.asin(relative / (2 * screen_speed)) * (1 if rng.random() < 0.5 else -1)
-        heading = rng.uniform(0, 2 * np.pi)
-        pan = screen_speed * np.array([math.sin(heading), math.cos(heading)])
-        screen_velocity = screen_speed * np.array([math.sin(heading + between), math.cos(heading + between)])
-    else:
-        pan = _unit(rng) * rng.uniform(*PAN_SPEED) * k
+    pan = np.zeros(2)  # a still camera (the scene model can pan; version 1 of the tasks did)
     margin = math.ceil(float(np.abs(pan).max()) * tc) + 2  # the crop's travel either side of the middle
     canvas = _photo_canvas(rng, regions, size + 2 * margin)
     offset = np.array([margin, margin], dtype=np.float64)
@@ -344,12 +329,12 @@ def random_scene(rng: np.random.Generator, task: str, label: int, digit: np.ndar
         centre = np.where(low < high, rng.uniform(np.minimum(low, high), np.maximum(low, high)), size / 2)
     elif task == "speed":
         side = rng.uniform(*SPEED_SPRITE) * size
-        velocity = screen_velocity
+        velocity = _unit(rng) * rng.uniform(*SPEED_RANGES[label]) * k
         centre = rng.uniform(0, size, size=2)
         angle, spin, wrap = rng.uniform(-SPEED_TILT, SPEED_TILT), 0.0, True
     elif task == "orbit":
         side = rng.uniform(*ORBIT_SPRITE) * size
-        velocity = pan  # the orbit's centre is carried by the camera's motion
+        velocity = np.zeros(2)  # the orbit's centre stays put
         centre = rng.uniform(0, size, size=2)
         angle, spin, wrap = rng.uniform(-ORBIT_TILT, ORBIT_TILT), 0.0, True
         orbit = dict(orbit_radius=rng.uniform(*ORBIT_RADIUS) * k, orbit_phase=rng.uniform(0, 360),
