@@ -17,7 +17,6 @@ from typing import Callable
 
 import torch
 import torch.distributed as dist
-import torch.distributed.nn.functional as dist_autograd
 
 
 def process_share() -> tuple[int, int]:
@@ -25,6 +24,25 @@ def process_share() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
+
+
+class _GatherRows(torch.autograd.Function):
+    """all_gather forward; backward: the sum over processes of the gathered rows' gradients, this
+    process's block of it (an all-reduce: gloo has no reduce-scatter)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        rank, world = process_share()
+        ctx.rows, ctx.rank = x.shape[0], rank
+        parts = [torch.empty_like(x) for _ in range(world)]
+        dist.all_gather(parts, x.contiguous())
+        return torch.cat(parts)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        return grad[ctx.rank * ctx.rows:(ctx.rank + 1) * ctx.rows]
 
 
 def gather_rows(x: torch.Tensor) -> torch.Tensor:
@@ -35,14 +53,9 @@ def gather_rows(x: torch.Tensor) -> torch.Tensor:
     rows that every process adds to its loss gets exactly its one-process gradient. Every process
     must call it with the same shape, at the same point.
     """
-    _, world = process_share()
-    if world == 1:
+    if process_share()[1] == 1:
         return x
-    if not torch.is_grad_enabled() or not x.requires_grad:
-        parts = [torch.empty_like(x) for _ in range(world)]
-        dist.all_gather(parts, x.contiguous())
-        return torch.cat(parts)
-    return torch.cat(dist_autograd.all_gather(x))
+    return _GatherRows.apply(x)
 
 
 def draw_for_rows(rows: int, draw: Callable[[int], torch.Tensor]) -> torch.Tensor:
