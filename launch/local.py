@@ -13,8 +13,9 @@ with one line saying so (code 128 + the signal's number); the same command resum
 passes the signals on to the ones it spawned. A spawned process that dies (SIGKILL, the OOM killer)
 takes the others down with it rather than leaving them waiting in a collective; the command exits
 with one line naming it (code 128 + the signal's number) and the same command resumes from the last
-checkpoint. Every process gets NCCL_NVLS_ENABLE=0 unless it is set (vjm.train.distributed). A run folder whose checkpoint was trained with another
-recipe is refused before anything is built (--allow-config-change continues it with the change).
+checkpoint. Every process gets NCCL_NVLS_ENABLE=0 unless it is set (vjm.train.distributed).
+A run folder whose checkpoint was trained with another recipe is refused before anything is built
+(--allow-config-change continues it with the change).
 """
 
 from __future__ import annotations

@@ -5,9 +5,9 @@ the sample's position in the epoch's order, nothing else: not on the worker that
 on a resume, nor on how many processes share the global batch. Each sample draws from a generator
 seeded by a hash of those; what a batch shares (multiblock's box shape) is drawn from one seeded
 by the global batch's positions. The equal token count a batch needs is the smallest over the
-whole global batch: every process draws the (cheap) dense masks of all its samples, keeps the
-counts, and cuts only its own samples down to them. So N processes at a global batch of B draw
-exactly the masks one process draws at B.
+whole global batch: every process draws the (cheap) dense masks of all the global batch's samples,
+keeps the smallest counts, and cuts only its own samples down to them. So N processes at a global
+batch of B draw exactly the masks one process draws at B.
 """
 
 from __future__ import annotations

@@ -326,9 +326,10 @@ class Trainer:
         ranks = state["ranks"]
         if len(ranks) == self.dist.world_size:
             set_rng_state(ranks[self.dist.rank]["rng"])
-        else:
-            logger.warning("resuming on %d processes from a run on %d: random streams restart",
-                           self.dist.world_size, len(ranks))
+        else:  # the ranks share one stream (see __init__): rank 0's continues it on any number of processes
+            logger.info("resuming on %d processes from a run on %d: every rank continues rank 0's random stream",
+                        self.dist.world_size, len(ranks))
+            set_rng_state(ranks[0]["rng"])
         self.skipped = SkippedFiles(data.get("skipped_files", {}))  # older checkpoints kept only a count
         return True
 
