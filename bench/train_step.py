@@ -30,9 +30,11 @@ def make_batch(cfg, batch_size: int, generators, device, rng) -> dict:
     return {"clip": clip, "masks": masks}
 
 
-def vjepa_step(cfg, batch_size: int, device: torch.device):
-    """A closure running V-JEPA training step i (two random batches alternate) -> (step, objective)."""
+def vjepa_step(cfg, batch_size: int, device: torch.device, wrap=None):
+    """A closure running V-JEPA training step i (two random batches alternate) -> (step, objective).
+    ``wrap(objective)`` is the module the step calls (DistributedDataParallel, say); default: the objective."""
     objective = build_objective(cfg).to(device).train()
+    model = objective if wrap is None else wrap(objective)
     optimizer = build_optimizer(objective, cfg.optim)
     grid = token_grid(cfg.data.frames_per_clip, cfg.data.crop_size, cfg.model.patch_size, cfg.model.tubelet_size)
     generators = build_mask_generators(cfg.masks, grid)
@@ -42,7 +44,7 @@ def vjepa_step(cfg, batch_size: int, device: torch.device):
 
     def step(i: int) -> torch.Tensor:
         with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            loss, _ = objective(batches[i % 2])
+            loss, _ = model(batches[i % 2])
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -52,8 +54,8 @@ def vjepa_step(cfg, batch_size: int, device: torch.device):
     return step, objective
 
 
-def measure(cfg, batch_size: int, steps: int, warmup: int, device: torch.device) -> dict:
-    step, _ = vjepa_step(cfg, batch_size, device)
+def measure(cfg, batch_size: int, steps: int, warmup: int, device: torch.device, wrap=None) -> dict:
+    step, _ = vjepa_step(cfg, batch_size, device, wrap)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     for i in range(warmup):
         step(i)

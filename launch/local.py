@@ -10,8 +10,12 @@ free port. One device (or --debug): training runs in this process.
 
 SIGTERM, SIGUSR1 or Ctrl-C: training stops after its current step, saves, and the command exits
 with one line saying so (code 128 + the signal's number); the same command resumes. This process
-passes the signals on to the ones it spawned. A run folder whose checkpoint was trained with another
-recipe is refused before anything is built (--allow-config-change continues it with the change).
+passes the signals on to the ones it spawned. A spawned process that dies (SIGKILL, the OOM killer)
+takes the others down with it rather than leaving them waiting in a collective; the command exits
+with one line naming it (code 128 + the signal's number) and the same command resumes from the last
+checkpoint. Every process gets NCCL_NVLS_ENABLE=0 unless it is set (vjm.train.distributed).
+A run folder whose checkpoint was trained with another recipe is refused before anything is built
+(--allow-config-change continues it with the change).
 """
 
 from __future__ import annotations
@@ -130,9 +134,18 @@ def _spawn(cfg: Config, devices: list[str], train_fn: TrainFn | None, allow_conf
     context = mp.start_processes(_worker, args=(cfg, devices, port, train_fn, halts, allow_config_change),
                                  nprocs=len(devices),
                                  join=False, start_method="spawn")
+    logger.info("process ids: %s", ", ".join(f"rank {rank} {p.pid}" for rank, p in enumerate(context.processes)))
     with _forwarding_signals(context.processes):
-        while not context.join():
-            pass
+        try:
+            while not context.join():
+                pass
+        except mp.ProcessExitedException as died:
+            # A rank killed from outside (SIGKILL, the OOM killer): join() has stopped the others
+            # (SIGTERM, then SIGKILL after a grace period) instead of leaving them in a collective.
+            how = died.signal_name or f"exit code {died.exit_code}"
+            code = 128 - died.exit_code if died.exit_code < 0 else died.exit_code or 1
+            raise RunHalted(f"rank {died.error_index} (process {died.error_pid}) died ({how}); the other ranks were "
+                            "stopped. Run the same command to resume from the last checkpoint", code) from None
     if not halts.empty():
         raise RunHalted(*halts.get())
 

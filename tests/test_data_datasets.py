@@ -35,9 +35,9 @@ def test_video_item_has_the_agreed_layout():
     toy = toy_dataset()
     dataset = build_dataset(kind="video", paths=[toy["train"]["direction"]], num_clips=2, **SMALL)
     item = dataset[3]
-    assert set(item) == {"clips", "label", "index", "num_skipped", "skipped"} and item["skipped"] == []
+    assert set(item) == {"clips", "label", "index", "position", "num_skipped", "skipped"} and item["skipped"] == []
     assert item["clips"].shape == (2, 3, 4, 32, 32) and item["clips"].dtype == torch.float32
-    assert item["index"] == 3 and item["num_skipped"] == 0
+    assert item["index"] == item["position"] == 3 and item["num_skipped"] == 0
     assert item["label"] == read_file_list(toy["train"]["direction"])[3].label
 
 

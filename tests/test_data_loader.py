@@ -3,7 +3,7 @@ import torch
 
 from data_helpers import toy_dataset
 from vjm.data import build_dataset, build_loader
-from vjm.data.samplers import ResumableDistributedSampler, SampleKey, WorkerSeeder
+from vjm.data.samplers import ResumableDistributedSampler, SampleKey, WorkerSeeder, global_batch_positions
 
 
 def keys(sampler):
@@ -53,6 +53,31 @@ def test_sample_seeds_do_not_depend_on_the_number_of_ranks():
     pair = [ResumableDistributedSampler(12, num_replicas=2, rank=r, seed=1) for r in range(2)]
     assert sorted(keys(single)) == sorted(keys(pair[0]) + keys(pair[1]))
     assert len({k.seed for k in keys(single)}) == 12
+
+
+@pytest.mark.parametrize("size, weighted", [(50, False), (13, False), (50, True)])
+def test_a_global_batch_holds_the_same_samples_in_the_same_order_on_any_number_of_ranks(size, weighted):
+    """Training's layout: the ranks' batches of a step, concatenated in rank order, are the batch one
+    process gets at the same global batch size, with the same per-sample seeds and positions."""
+    weights = [1.0 + (i % 3) for i in range(size)] if weighted else None
+
+    def batches(world, batch_size):
+        samplers = [ResumableDistributedSampler(size, num_replicas=world, rank=r, seed=4, batch_size=batch_size,
+                                                drop_last=True, weights=weights) for r in range(world)]
+        shares = []
+        for sampler in samplers:
+            sampler.set_epoch(1)
+            shares.append(keys(sampler))
+        assert len({len(share) for share in shares}) == 1 and len(shares[0]) == samplers[0].num_batches() * batch_size
+        return [[key for share in shares for key in share[b * batch_size:(b + 1) * batch_size]]
+                for b in range(samplers[0].num_batches())]
+
+    one = batches(1, 12)
+    assert len(one) == size // 12
+    for world in (2, 3, 4):
+        assert batches(world, 12 // world) == one, world
+    assert [key.position for key in one[-1]] == list(range(12 * len(one) - 12, 12 * len(one)))
+    assert global_batch_positions(17, 12) == range(12, 24)
 
 
 def test_weights_mix_sources_in_proportion():
@@ -119,6 +144,7 @@ def test_evaluation_loader_keeps_order_and_every_sample(dataset):
 def test_dataset_accepts_plain_indices_and_sample_keys(dataset):
     keyed = [dataset[SampleKey(2, 99)]["clips"] for _ in range(2)]
     assert torch.equal(keyed[0], keyed[1])
+    assert dataset[SampleKey(2, 99, position=40)]["position"] == 40 and dataset[2]["position"] == 2
     assert dataset[2]["clips"].shape == keyed[0].shape
     with pytest.raises(IndexError):
         dataset[len(dataset)]

@@ -85,15 +85,31 @@ def test_layer_decay_scales_each_block_and_spares_norms_biases_and_ssm_parameter
 # ----------------------------------------------------------------------------- mixup / cutmix
 
 
-def test_mixup_mixes_each_clip_with_its_reverse_and_its_label_alike():
+def test_mixup_mixes_each_sample_with_its_neighbour_and_its_label_alike():
+    """Pairs are neighbours (0-1, 2-3), never the batch's reverse: a pair never straddles two processes."""
     np.random.seed(0)
     clips, labels = torch.rand(4, 3, 2, 8, 8), torch.tensor([0, 1, 2, 3])
     mixed, targets = ClipMixup(4, mixup_alpha=0.8, cutmix_alpha=0.0, label_smoothing=0.0)(clips, labels)
     lam = targets[0, 0].item()
-    assert 0 < lam < 1 and targets[0, 3].item() == pytest.approx(1 - lam)
+    assert 0 < lam < 1 and targets[0, 1].item() == pytest.approx(1 - lam) and targets[0, 3] == 0
     torch.testing.assert_close(targets.sum(dim=1), torch.ones(4))
-    torch.testing.assert_close(mixed, lam * clips + (1 - lam) * clips.flip(0))
+    torch.testing.assert_close(mixed, lam * clips + (1 - lam) * clips[[1, 0, 3, 2]])
     assert not torch.equal(mixed, clips) and clips.shape == mixed.shape
+    # Two clips per sample: clip k of a sample is mixed with clip k of the neighbouring sample.
+    np.random.seed(0)
+    mixed, targets = ClipMixup(4, mixup_alpha=0.8, cutmix_alpha=0.0, label_smoothing=0.0)(
+        clips, torch.tensor([0, 0, 1, 1]), clips_per_sample=2)
+    torch.testing.assert_close(mixed, lam * clips + (1 - lam) * clips[[2, 3, 0, 1]])
+    assert targets[0, 1].item() == pytest.approx(1 - lam)
+    # Halves of a batch, mixed apart as two processes would mix them, equal the whole batch mixed at once.
+    halves = []
+    for half in (slice(0, 2), slice(2, 4)):
+        np.random.seed(0)
+        halves.append(ClipMixup(4, mixup_alpha=0.8, cutmix_alpha=0.0)(clips[half], labels[half]))
+    np.random.seed(0)
+    whole = ClipMixup(4, mixup_alpha=0.8, cutmix_alpha=0.0)(clips, labels)
+    torch.testing.assert_close(torch.cat([h[0] for h in halves]), whole[0])
+    torch.testing.assert_close(torch.cat([h[1] for h in halves]), whole[1])
 
 
 def test_cutmix_pastes_the_same_box_into_every_frame_and_labels_by_its_area():
@@ -109,7 +125,7 @@ def test_cutmix_pastes_the_same_box_into_every_frame_and_labels_by_its_area():
     off, on = 0.1 / 6, 1 - 0.1 + 0.1 / 6
     assert targets[0, 5].item() == pytest.approx((1 - area) * on + area * off)
     assert targets[0, 2].item() == pytest.approx(area * on + (1 - area) * off)
-    with pytest.raises(ValueError, match="an even number of clips, got 3"):
+    with pytest.raises(ValueError, match="an even number of samples of 1 clip\\(s\\), got 3 clips"):
         ClipMixup(6, cutmix_alpha=1.0)(torch.rand(3, 3, 4, 16, 16), torch.tensor([0, 1, 2]))
 
 

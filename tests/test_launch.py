@@ -6,12 +6,17 @@ process into the run folder, since spawned processes share no memory with the te
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
 import pickle
+import re
 import signal
 import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -27,7 +32,8 @@ from vjm.config import Config, ConfigError, load_config
 from vjm.console import setup_logging
 from vjm.train import distributed as vdist
 
-MAIN_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "vjepa_tiny.yaml"
+ROOT = Path(__file__).resolve().parents[1]
+MAIN_CONFIG = ROOT / "configs" / "vjepa_tiny.yaml"
 
 
 @pytest.fixture(autouse=True)
@@ -68,7 +74,7 @@ def record_to_file(cfg: Config, dist: vdist.DistInfo) -> dict:
         "is_main": dist.is_main, "group_world_size": vdist.get_world_size(),
         "mean_rank": mean_rank, "mean_vec": mean_vec.tolist(), "run_name": cfg.run.name,
         "num_workers": cfg.data.num_workers, "master_port": os.environ.get("MASTER_PORT"),
-        "root_level": logging.getLogger().level,
+        "root_level": logging.getLogger().level, "nccl_nvls": os.environ.get("NCCL_NVLS_ENABLE"),
     }
     out = Path(cfg.run.folder)
     out.mkdir(parents=True, exist_ok=True)
@@ -177,6 +183,14 @@ def test_local_two_cpu_processes(tmp_path):
         assert r["run_name"] == "ddp" and r["num_workers"] == cfg.data.num_workers
         assert r["root_level"] == (logging.INFO if r["rank"] == 0 else logging.WARNING)
     assert records[0]["master_port"] == records[1]["master_port"] is not None
+    assert all(r["nccl_nvls"] == "0" for r in records)  # NVLink multicast off by default
+
+
+def test_a_users_nccl_setting_is_kept(tmp_path):
+    os.environ["NCCL_NVLS_ENABLE"] = "1"
+    cfg = make_cfg(tmp_path, "run.name=nvls")
+    launch_local(cfg, ["cpu", "cpu"], train_fn=record_to_file)
+    assert [r["nccl_nvls"] for r in read_records(cfg, 2)] == ["1", "1"]
 
 
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 GPUs")
@@ -392,3 +406,51 @@ def test_preemption_saves_the_finished_step_then_requeues(tmp_path, toy_cfg_dict
     (signum, saved_step, requeued), = seen
     assert signum == signal.SIGUSR2 and saved_step == 2
     assert isinstance(requeued, DelayedSubmission) and requeued.function.cfg == cfg
+
+
+# ------------------------------------------------------------------------------- a rank that dies
+
+
+@pytest.mark.slow
+def test_sigkill_of_one_rank_stops_the_run_and_the_same_command_resumes_exactly(tmp_path, toy_cfg_dict):
+    """Rank 1 of two gloo processes is killed with SIGKILL mid-run: the launcher exits non-zero
+    within a minute (the other rank is stopped, not left in a collective), and the same command
+    resumes both ranks from the last checkpoint to the losses of an uninterrupted run."""
+    from test_train import read_losses, write_config
+
+    def command(name):
+        raw = copy.deepcopy(toy_cfg_dict)
+        raw["run"]["folder"] = str(tmp_path / name)
+        raw["train"].update(checkpoint_every=3, log_every=1)
+        return write_config(raw, tmp_path / f"{name}.yaml"), tmp_path / name
+
+    def launcher(config, log):
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+        return subprocess.Popen([sys.executable, "-m", "launch.local", "--fname", str(config), "--devices", "cpu",
+                                 "cpu"], cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, text=True)
+
+    reference, reference_dir = command("reference")
+    assert launcher(reference, tmp_path / "reference.log").wait(timeout=300) == 0
+    expected = read_losses(reference_dir)
+
+    config, run_dir = command("run")
+    log = tmp_path / "run.log"
+    proc = launcher(config, log)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:  # right after the step-3 checkpoint
+        if (run_dir / "latest.pt").exists() and (run_dir / "log.csv").exists() and max(read_losses(run_dir)) >= 4:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, f"the run ended before a rank could be killed:\n{log.read_text()}"
+    pids = dict(re.findall(r"rank (\d+) (\d+)", re.search(r"process ids: (.*)", log.read_text()).group(1)))
+    os.kill(int(pids["1"]), signal.SIGKILL)
+    killed = time.time()
+    code = proc.wait(timeout=90)
+    out = log.read_text()
+    assert code == 128 + signal.SIGKILL and time.time() - killed < 60, out
+    assert f"rank 1 (process {pids['1']}) died (SIGKILL); the other ranks were stopped" in out
+    assert 3 <= torch.load(run_dir / "latest.pt", weights_only=True)["step"] < 10
+
+    assert launcher(config, log).wait(timeout=300) == 0, log.read_text()
+    assert "resumed from" in log.read_text()
+    assert read_losses(run_dir) == expected  # both ranks continued exactly

@@ -367,17 +367,18 @@ def make_samples(indices, clips_per_sample=2, frames=4, size=16):
             "clips": torch.full((clips_per_sample, 3, frames, size, size), float(i)),
             "label": 10 + i,
             "index": i,
+            "position": i,
             "num_skipped": i % 2,
         }
         for i in indices
     ]
 
 
-def collator(seed=0):
+def collator(seed=0, global_batch_size=None):
     grid = token_grid(4, 16, 4, 2)  # (2, 4, 4)
     return MaskCollator(
         build_mask_generators([{"kind": "multiblock", "num_blocks": 2, "spatial_scale": 0.25}, {"kind": "tube"}], grid),
-        seed=seed,
+        seed=seed, global_batch_size=global_batch_size,
     )
 
 
@@ -390,7 +391,7 @@ def test_collator_output_layout():
     assert batch["clip"].shape == (6, 3, 4, 16, 16)
     assert batch["clip"][:, 0, 0, 0, 0].tolist() == [3, 3, 5, 5, 8, 8], "sample-major"
     assert batch["label"].dtype == torch.long and batch["label"].tolist() == [13, 13, 15, 15, 18, 18]
-    assert batch["index"].tolist() == [3, 5, 8]
+    assert batch["index"].tolist() == batch["position"].tolist() == [3, 5, 8]
     assert batch["num_skipped"] == 2
     assert len(batch["masks"]) == 2
     for context, target in batch["masks"]:
@@ -398,7 +399,7 @@ def test_collator_output_layout():
     assert batch["masks"][1][1].shape == (6, 2 * 14), "tube: round(0.9 * 16) = 14 masked positions per frame"
 
 
-def test_collator_masks_depend_on_seed_epoch_and_indices_only():
+def test_collator_masks_depend_on_seed_epoch_and_positions_only():
     samples = make_samples([3, 5, 8])
     reference = collator()(samples)["masks"]
     # Another instance (another worker, a resumed run) with the same state draws the same masks,
@@ -414,6 +415,32 @@ def test_collator_masks_depend_on_seed_epoch_and_indices_only():
     # Each clip gets its own mask.
     context = reference[0][0]
     assert any(not torch.equal(context[0], context[i]) for i in range(1, 6))
+    # The position keys the masks, not the dataset index (a bad file's replacement keeps its masks).
+    replaced = make_samples([3, 5, 8])
+    replaced[1]["index"] = 40
+    assert masks_equal(collator()(replaced)["masks"], reference)
+
+
+@pytest.mark.parametrize("processes", [2, 4])
+def test_a_global_batch_split_over_processes_gets_the_masks_of_one_process(processes):
+    """Each process collates its block of a global batch of 8: concatenated, the masks (and so
+    the equal token counts) are those of one process collating all 8."""
+    def collate(samples, global_batch_size):  # box shapes and token counts that vary from batch to batch
+        specs = [{"kind": "multiblock", "num_blocks": 2, "spatial_scale": [0.1, 0.5]}, {"kind": "tube"}]
+        generators = build_mask_generators(specs, token_grid(4, 32, 4, 2))
+        return MaskCollator(generators, seed=0, global_batch_size=global_batch_size)(samples)["masks"]
+
+    samples = make_samples(range(8, 16), size=32)  # the second global batch of 8 positions
+    whole = collate(samples, 8)
+    share = 8 // processes
+    parts = [collate(samples[r * share:(r + 1) * share], 8) for r in range(processes)]
+    joined = [tuple(torch.cat([part[g][i] for part in parts]) for i in range(2)) for g in range(2)]
+    assert masks_equal(joined, whole)
+    # Without global_batch_size a share would be a batch of its own: other box shapes, other counts.
+    alone = [collate(samples[r * share:(r + 1) * share], None) for r in range(processes)]
+    assert any(a[0][0].shape != p[0][0].shape for a, p in zip(alone, parts))
+    with pytest.raises(ValueError, match=r"samples at positions \[16\] are not in the global batch of positions 8..15"):
+        collate(make_samples([15, 16], size=32), 8)
 
 
 def test_collator_state_round_trip():
@@ -459,7 +486,7 @@ def test_collator_rejects_bad_samples():
     with pytest.raises(ValueError, match="non-empty list"):
         collator()([])
     with pytest.raises(ValueError, match=r"sample 0 lacks \['num_skipped'\]"):
-        collator()([{"clips": torch.zeros(1, 3, 4, 16, 16), "label": 0, "index": 0}])
+        collator()([{"clips": torch.zeros(1, 3, 4, 16, 16), "label": 0, "index": 0, "position": 0}])
     mixed = make_samples([0, 1])
     mixed[1]["clips"] = torch.zeros(1, 3, 4, 16, 16)
     with pytest.raises(ValueError, match="sample 1: clips of shape \\(1, 3, 4, 16, 16\\) differ"):

@@ -50,7 +50,8 @@ def build_dataset(
     max_retries: int = 20,
     check_paths: int = 1000,
 ) -> ClipDataset:
-    """A video or image dataset whose items are ``{"clips", "label", "index", "num_skipped", "skipped"}``.
+    """A video or image dataset whose items are ``{"clips", "label", "index", "position", "num_skipped",
+    "skipped"}``.
 
     Args:
         kind: ``"video"`` or ``"image"`` (images are one-frame clips; the clip sampling and

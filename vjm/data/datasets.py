@@ -5,6 +5,8 @@ An item is a dict::
     {"clips": float [K, C, T, H, W],  # K = num_clips (training) or num_segments * num_views
      "label": int,                    # (evaluation, segment-major); images have T = 1
      "index": int,                    # dataset index of the sample actually returned
+     "position": int,                 # where it was asked for: the sampler's position in the epoch's
+                                      # global order, or the dataset index asked for (masks key on it)
      "num_skipped": int,              # bad files skipped to produce this item
      "skipped": [(path, reason), ...]}  # which they were, and why
 
@@ -75,13 +77,14 @@ class ClipDataset(Dataset):
             # Seeded per sample (see samplers.py); fork_rng leaves the worker's own stream alone.
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(key.seed)
-                return self._get(key.index)
+                return self._get(key.index, key.position)
         return self._get(int(key))
 
-    def _get(self, index: int) -> dict:
+    def _get(self, index: int, position: int | None = None) -> dict:
         if not -len(self) <= index < len(self):
             raise IndexError(f"index {index} is out of range for a dataset of {len(self)} samples")
         index %= len(self)
+        position = index if position is None else position
         failed: list[int] = []
         for _ in range(self.max_retries + 1):
             sample = self.samples[index]
@@ -90,8 +93,8 @@ class ClipDataset(Dataset):
                 try:
                     clips = self.load(sample)
                     skipped = [(self.samples[i].path, self._bad[i]) for i in failed]
-                    return {"clips": clips, "label": sample.label, "index": index, "num_skipped": len(failed),
-                            "skipped": skipped}
+                    return {"clips": clips, "label": sample.label, "index": index, "position": position,
+                            "num_skipped": len(failed), "skipped": skipped}
                 except (DecodeError, ShortVideoError) as e:
                     self._report(index, sample, e)
             failed.append(index)

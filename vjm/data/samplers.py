@@ -1,10 +1,16 @@
 """Distributed, resumable sampling and reproducible randomness for data loading.
 
 The sampler fixes one global order per epoch from ``(seed, epoch)`` (a permutation, or draws
-weighted by source when datasets are mixed), gives rank ``r`` the positions ``r, r + W, ...``,
-and can start an epoch at any batch so a resumed run continues exactly where it stopped.
+weighted by source when datasets are mixed), shares it among the ranks, and can start an epoch at
+any batch so a resumed run continues exactly where it stopped.
 
-It yields :class:`SampleKey` ``(index, seed)`` pairs: the seed is derived from
+Training (``drop_last``) cuts the order into global batches of ``batch_size x W`` consecutive
+positions and gives rank ``r`` the ``r``-th block of ``batch_size`` of each: the ranks' batches of
+a step, concatenated in rank order, are the batch one process would get at the same global batch
+size, sample for sample (see :func:`global_batch_positions`). Evaluation (no ``drop_last``) deals
+the positions round-robin (``r, r + W, ...``) so that every sample is seen exactly once.
+
+It yields :class:`SampleKey` ``(index, seed, position)``: the seed is derived from
 ``(seed, epoch, position in the global order)``, and the dataset seeds its clip positions and
 augmentations from it. A sample's randomness therefore depends on neither the number of ranks
 or workers nor on whether the run was resumed.
@@ -24,6 +30,7 @@ from torch.utils.data import Sampler
 class SampleKey(NamedTuple):
     index: int
     seed: int
+    position: int | None = None  # in the epoch's global order; None: asked for outside one
 
 
 def derive_seed(*parts: int) -> int:
@@ -44,11 +51,12 @@ class ResumableDistributedSampler(Sampler[SampleKey]):
             replacement in proportion to them (mixing several lists).
         num_samples: draws per epoch over all ranks (default: ``dataset_size``).
         pad: repeat the start of the order so every rank gets the same number of samples
-            (needed in training so ranks step together); without it every sample is seen
-            exactly once and the last ranks may get one sample fewer.
+            (round-robin dealing only); without it every sample is seen exactly once and the
+            last ranks may get one sample fewer. Whole global batches need no padding.
         batch_size: the per-rank batch size, the unit of :meth:`set_start`.
-        drop_last: yield whole batches only (what a loader with ``drop_last=True`` uses), so that
-            :meth:`num_batches` and ``len()`` count exactly what the loader will yield.
+        drop_last: yield whole global batches only, each rank its block of each (what a loader
+            with ``drop_last=True`` uses), so that :meth:`num_batches` and ``len()`` count exactly
+            what the loader will yield, and the same on every rank.
     """
 
     def __init__(
@@ -109,7 +117,13 @@ class ResumableDistributedSampler(Sampler[SampleKey]):
         self.set_epoch(state["epoch"])
         self.set_start(state["start_batch"])
 
+    @property
+    def global_batch_size(self) -> int:
+        return self.batch_size * self.num_replicas
+
     def _rank_size(self) -> int:
+        if self.drop_last:  # whole global batches, one block of each per rank
+            return self.num_samples_total // self.global_batch_size * self.batch_size
         if self.pad:
             return math.ceil(self.num_samples_total / self.num_replicas)
         return len(range(self.rank, self.num_samples_total, self.num_replicas))
@@ -117,14 +131,20 @@ class ResumableDistributedSampler(Sampler[SampleKey]):
     def num_batches(self) -> int:
         """Batches in a full epoch on this rank: whole ones only with drop_last, else with a last partial one."""
         if self.drop_last:
-            return self._rank_size() // self.batch_size
+            return self.num_samples_total // self.global_batch_size
         return math.ceil(self._rank_size() / self.batch_size)
 
     def _epoch_size(self) -> int:
         """Samples this rank yields in a full epoch."""
-        if self.drop_last:
-            return self.num_batches() * self.batch_size
         return self._rank_size()
+
+    def _rank_positions(self, total: int) -> Sequence[int]:
+        """This rank's positions of an order of ``total``, in the order it yields them."""
+        if not self.drop_last:
+            return range(self.rank, total, self.num_replicas)[: self._epoch_size()]
+        first = self.rank * self.batch_size
+        return [batch * self.global_batch_size + first + i
+                for batch in range(self.num_batches()) for i in range(self.batch_size)]
 
     def global_order(self) -> torch.Tensor:
         """The epoch's order over all ranks (before padding)."""
@@ -137,16 +157,21 @@ class ResumableDistributedSampler(Sampler[SampleKey]):
 
     def __iter__(self) -> Iterator[SampleKey]:
         order = self.global_order().tolist()
-        if self.pad:
+        if self.pad and not self.drop_last:
             total = self._rank_size() * self.num_replicas
             order += (order * math.ceil(total / len(order)))[: total - len(order)]
-        positions = range(self.rank, len(order), self.num_replicas)[: self._epoch_size()]
-        positions = positions[self.start_batch * self.batch_size :]
+        positions = self._rank_positions(len(order))[self.start_batch * self.batch_size :]
         for position in positions:
-            yield SampleKey(order[position], derive_seed(self.seed, self.epoch, position))
+            yield SampleKey(order[position], derive_seed(self.seed, self.epoch, position), position)
 
     def __len__(self) -> int:
         return max(self._epoch_size() - self.start_batch * self.batch_size, 0)
+
+
+def global_batch_positions(position: int, global_batch_size: int) -> range:
+    """The positions of the global batch that holds ``position`` (training's layout, ``drop_last``)."""
+    first = position - position % global_batch_size
+    return range(first, first + global_batch_size)
 
 
 class WorkerSeeder:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass
 from numbers import Real
-from typing import ClassVar, Optional, Sequence
+from typing import Any, ClassVar, Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -53,10 +53,16 @@ class MaskGenerator(abc.ABC):
     def num_tokens(self) -> int:
         return num_tokens(self.grid)
 
+    def draw_shared(self, generator: torch.Generator) -> Any:
+        """What every sample of a batch shares, drawn once per (global) batch: None unless a kind has
+        something (multiblock: its box shape, so that samples hold similar token counts)."""
+        return None
+
     @abc.abstractmethod
-    def sample_dense(self, batch_size: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    def sample_dense(self, batch_size: int, generator: torch.Generator, shared: Any = None) -> tuple[Tensor, Tensor]:
         """Draw a batch of masks as two disjoint bool tensors [B, N]: (context, target).
 
+        ``shared`` is what ``draw_shared`` drew for the batch; when None it is drawn here first.
         Rows may differ in how many tokens they hold; every row holds at least one of each.
         """
 
@@ -64,25 +70,30 @@ class MaskGenerator(abc.ABC):
         """An upper bound on context tokens per sample, or None for no bound."""
         return None
 
-    def sample(self, batch_size: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        """Draw a batch of masks as sorted index tensors (context [B, Kc], target [B, Kt]).
-
-        Rows with more tokens than the batch's smallest row are cut down to it by a uniformly
-        random subset, so the kept tokens are not biased toward any end of the raster order.
-        """
-        if not is_int(batch_size) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-        if not isinstance(generator, torch.Generator):
-            raise ValueError(f"generator must be a torch.Generator, got {type(generator).__name__}")
-        context, target = self.sample_dense(batch_size, generator)
+    def common_counts(self, context: Tensor, target: Tensor) -> tuple[int, int]:
+        """How many context and target tokens every row of a batch keeps: its smallest row's, the
+        context capped by ``max_context_tokens``. ``context``, ``target``: dense bool [B, N]."""
         num_context = int(context.sum(dim=1).min())
         num_target = int(target.sum(dim=1).min())
         if num_context == 0 or num_target == 0:
             empty = "context" if num_context == 0 else "target"
             raise ValueError(f"mask kind {self.kind!r} on grid {self.grid} drew a sample with no {empty} tokens")
         cap = self.max_context_tokens()
-        if cap is not None:
-            num_context = min(num_context, cap)
+        return (num_context if cap is None else min(num_context, cap)), num_target
+
+    def sample(self, batch_size: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """Draw a batch of masks as sorted index tensors (context [B, Kc], target [B, Kt]).
+
+        Rows with more tokens than the batch's smallest row are cut down to it by a uniformly
+        random subset, so the kept tokens are not biased toward any end of the raster order.
+        (The training collator does the same per sample over a global batch: vjm.masks.collator.)
+        """
+        if not is_int(batch_size) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if not isinstance(generator, torch.Generator):
+            raise ValueError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+        context, target = self.sample_dense(batch_size, generator)
+        num_context, num_target = self.common_counts(context, target)
         return subsample_sorted(context, num_context, generator), subsample_sorted(target, num_target, generator)
 
 

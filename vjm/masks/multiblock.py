@@ -95,11 +95,16 @@ class MultiBlockMask(MaskGenerator):
     def max_context_tokens(self) -> Optional[int]:
         return self.max_keep
 
-    def sample_dense(self, batch_size: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    def draw_shared(self, generator: torch.Generator) -> tuple[int, int, int]:
+        """The batch's box shape (t, h, w)."""
         u_time, u_space, u_aspect = torch.rand(3, generator=generator).tolist()
-        size = self.block_shape(
+        return self.block_shape(
             _lerp(self.temporal_scale, u_time), _lerp(self.spatial_scale, u_space), _lerp(self.aspect_ratio, u_aspect)
         )
+
+    def sample_dense(self, batch_size: int, generator: torch.Generator,
+                     shared: Optional[tuple[int, int, int]] = None) -> tuple[Tensor, Tensor]:
+        size = self.draw_shared(generator) if shared is None else shared
         context = torch.zeros(batch_size, *self.grid, dtype=torch.bool)
         pending = torch.arange(batch_size)
         for _ in range(_MAX_ATTEMPTS):

@@ -29,6 +29,6 @@ class RandomMask(MaskGenerator):
         self.ratio = check_fraction("ratio", self.ratio, include_one=False)
         self.num_masked = masked_count(self.ratio, self.num_tokens, "tokens")
 
-    def sample_dense(self, batch_size: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    def sample_dense(self, batch_size: int, generator: torch.Generator, shared: None = None) -> tuple[Tensor, Tensor]:
         target = random_subsets(batch_size, self.num_tokens, self.num_masked, generator)
         return ~target, target

@@ -28,7 +28,7 @@ class _RowMask(MaskGenerator):
         """Bool [B, T' or 1, H']: which rows are masked in each frame."""
         raise NotImplementedError
 
-    def sample_dense(self, batch_size: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    def sample_dense(self, batch_size: int, generator: torch.Generator, shared: None = None) -> tuple[Tensor, Tensor]:
         frames, height, width = self.grid
         rows = self._masked_rows(batch_size, generator)
         target = rows[..., None].expand(batch_size, frames, height, width).reshape(batch_size, -1)

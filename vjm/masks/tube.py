@@ -46,7 +46,7 @@ class TubeMask(MaskGenerator):
         _, height, width = self.grid
         self.num_masked = masked_count(self.ratio, height * width, "spatial positions")
 
-    def sample_dense(self, batch_size: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    def sample_dense(self, batch_size: int, generator: torch.Generator, shared: None = None) -> tuple[Tensor, Tensor]:
         frames, height, width = self.grid
         spatial = random_subsets(batch_size, height * width, self.num_masked, generator)
         target = spatial[:, None, :].expand(batch_size, frames, height * width).reshape(batch_size, -1)

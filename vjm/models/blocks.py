@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-from timm.layers import DropPath, SwiGLU
+from timm.layers import SwiGLU
 
+from .drop_path import drop_path_or_identity
 from .mamba import MambaMixer
 
 
@@ -26,7 +27,7 @@ class MambaBlock(nn.Module):
         super().__init__()
         self.norm = nn.RMSNorm(dim, eps=norm_eps)
         self.mixer = MambaMixer(dim, **mixer_kwargs)
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.drop_path = drop_path_or_identity(drop_path)
 
     def forward(self, hidden, residual, col_order=None):
         residual = _accumulate(hidden, residual, self.drop_path)
@@ -47,7 +48,7 @@ class MambaMLPBlock(nn.Module):
         # 2/3 of the ViT width keeps the parameter count of a GELU MLP of the same ratio.
         self.mlp = SwiGLU(dim, hidden_features=int(dim * mlp_ratio * 2 / 3))
         self.mlp.fc2._is_residual_out = True
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.drop_path = drop_path_or_identity(drop_path)
 
     def forward(self, hidden, residual, col_order=None):
         residual = _accumulate(hidden, residual, self.drop_path)

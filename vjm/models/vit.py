@@ -8,6 +8,7 @@ import torch
 import torch.nn as nn
 from timm.models.vision_transformer import Block
 
+from .drop_path import drop_path_or_identity
 from .encoder import TokenEncoder, check_checkpoint_blocks, run_block
 from .registry import register_model
 
@@ -28,6 +29,8 @@ class AttentionStack(nn.Module):
                   norm_layer=partial(nn.LayerNorm, eps=1e-6))
             for rate in rates
         )
+        for block, rate in zip(self.blocks, rates):  # drawn for the global batch, not timm's per process
+            block.drop_path1, block.drop_path2 = drop_path_or_identity(rate), drop_path_or_identity(rate)
         self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
         self.apply(self._init_linear)
 

@@ -86,8 +86,8 @@ class SupervisedConfig(ObjectiveConfig):
     def cross_check(self, cfg: Config) -> list[str]:
         problems = []
         if self.mixing and cfg.data.batch_size % 2:
-            problems.append(f"'objective.mixup' / 'objective.cutmix' pair each clip with another of its batch: "
-                            f"'data.batch_size' = {cfg.data.batch_size} must be even")
+            problems.append(f"'objective.mixup' / 'objective.cutmix' pair each sample with its neighbour in the "
+                            f"batch: 'data.batch_size' = {cfg.data.batch_size} must be even")
         if self.init.encoder is not None and self.init.checkpoint is None:
             problems.append(f"'objective.init.encoder' = {self.init.encoder!r} names an encoder of a checkpoint, "
                             "but 'objective.init.checkpoint' is not set: set it, or remove the encoder")
@@ -162,7 +162,9 @@ class Supervised(Objective):
                              f"raise it to at least {int(labels.max()) + 1}")
         targets = None
         if self.mix is not None and self.training:
-            clips, targets = self.mix(clips, labels)
+            # A sample's clips are mixed with its neighbour's; a batch without "index" has one clip per sample.
+            clips_per_sample = clips.shape[0] // len(batch["index"]) if "index" in batch else 1
+            clips, targets = self.mix(clips, labels, clips_per_sample)
         tokens = self.encoder(clips)
         logits = self.head(tokens).float()
         if targets is not None:  # soft targets, label smoothing folded in

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from vjm.global_batch import gather_rows
 from vjm.regularizers.base import Regularizer
 from vjm.regularizers.registry import register_regularizer
 
@@ -14,12 +15,14 @@ VAR_EPS = 1e-4
 
 
 def variance_covariance(tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """tokens (B, K, D), every token of the batch one sample -> (variance, covariance).
+    """tokens (B, K, D), every token of the global batch one sample -> (variance, covariance).
 
     variance = mean over features of relu(1 - std); covariance = sum of the squared off-diagonal
     covariances / D. Together they keep an encoder from collapsing its tokens onto a few directions.
+    The statistics are over every process's tokens (gathered with their gradients: vjm.global_batch),
+    so the term is the one a single process would compute on the whole batch.
     """
-    flat = tokens.float().flatten(0, 1)
+    flat = gather_rows(tokens.float()).flatten(0, 1)
     flat = flat - flat.mean(dim=0)
     variance = F.relu(1.0 - torch.sqrt(flat.var(dim=0) + VAR_EPS)).mean()
     cov = flat.T @ flat / max(flat.shape[0] - 1, 1)

@@ -106,11 +106,24 @@ def _env_int(name: str) -> int:
         raise ValueError(f"environment variable {name}={value!r} is not an integer") from None
 
 
+# NCCL settings every process gets unless its environment sets them: NVLink multicast (NVLS) off,
+# as the GPU machines this project is run on require (it needs multicast support not every host has).
+NCCL_DEFAULTS = {"NCCL_NVLS_ENABLE": "0"}
+
+
+def set_nccl_defaults() -> None:
+    """Put NCCL_DEFAULTS into the environment, keeping any value already there (the user's)."""
+    for name, value in NCCL_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+
+
 def init_distributed(device: str = "auto") -> DistInfo:
     """Join the process group this process was launched into (no-op for a single process).
 
     ``device``: 'auto' | 'cpu' | 'cuda' | 'cuda:N'. The backend is NCCL for CUDA and gloo for CPU.
+    NCCL_DEFAULTS are set first (NCCL reads them when the group first communicates).
     """
+    set_nccl_defaults()
     if "RANK" not in os.environ and os.environ.get("SUBMITIT_EXECUTOR"):
         _export_submitit_environment()
     if "RANK" in os.environ and "WORLD_SIZE" in os.environ:

@@ -15,6 +15,12 @@
     The run folder's config.yaml is written once the run has started or resumed; resuming with a
     config whose recipe differs from the checkpoint's is refused unless allowed (vjm.train.run_folder).
     Epochs are counted from 0 here and shown from 1.
+
+    The loss does not depend on the number of processes at the same global batch (data.batch_size x
+    processes): each rank's batch is its block of the global batch (vjm.data.samplers), masks and
+    their token counts are drawn per sample over the global batch (vjm.masks.collator), batch
+    statistics gather the global batch (vjm.global_batch), and every loss is a mean over equal local
+    shares, which DDP's gradient average turns into the global mean.
 """
 
 from __future__ import annotations
@@ -75,7 +81,9 @@ def build_training_data(cfg: Config, dist: DistInfo):
     )
     grid = token_grid(data.frames_per_clip, data.crop_size, cfg.model.patch_size, cfg.model.tubelet_size)
     # Without generators (an objective that needs no masks) the collator only stacks the batch.
-    collator = MaskCollator(build_mask_generators(cfg.masks, grid), seed=cfg.run.seed)
+    # Masks and their equal token counts are the global batch's, whatever the number of processes.
+    collator = MaskCollator(build_mask_generators(cfg.masks, grid), seed=cfg.run.seed,
+                            global_batch_size=data.batch_size * dist.world_size)
     loader = build_loader(dataset, data.batch_size, data.num_workers, dist.rank, dist.world_size,
                           cfg.run.seed, collate_fn=collator, pin_memory=data.pin_memory and dist.device.type == "cuda")
     return loader, collator
@@ -189,14 +197,17 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             remove_stale_temp_files(self.latest)  # a write killed midway must not keep the disk full
 
-        seed_everything(cfg.run.seed)  # identical initial weights on every rank
+        # One random stream for every rank: identical initial weights, and the draws of the training
+        # process (drop path, mixup) are made for the global batch, each rank keeping its share
+        # (vjm.global_batch), so they do not depend on the number of ranks. Data augmentation and
+        # masks are seeded per sample (vjm.data.samplers, vjm.masks.collator).
+        seed_everything(cfg.run.seed)
         self.objective = build_objective(cfg).to(self.device)
         self.optimizer = build_optimizer(self.objective, cfg.optim)
         self.model = self.objective
         if dist.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.model = DistributedDataParallel(self.objective, device_ids=ids)
-        seed_everything(cfg.run.seed + dist.rank)  # then each rank its own randomness
 
         self.loader, self.collator = build_training_data(cfg, dist)
         self.accum = cfg.optim.accum_steps
@@ -315,9 +326,10 @@ class Trainer:
         ranks = state["ranks"]
         if len(ranks) == self.dist.world_size:
             set_rng_state(ranks[self.dist.rank]["rng"])
-        else:
-            logger.warning("resuming on %d processes from a run on %d: random streams restart",
-                           self.dist.world_size, len(ranks))
+        else:  # the ranks share one stream (see __init__): rank 0's continues it on any number of processes
+            logger.info("resuming on %d processes from a run on %d: every rank continues rank 0's random stream",
+                        self.dist.world_size, len(ranks))
+            set_rng_state(ranks[0]["rng"])
         self.skipped = SkippedFiles(data.get("skipped_files", {}))  # older checkpoints kept only a count
         return True
 
