@@ -10,9 +10,14 @@
 # GPU busy 55, small clips 70 (the toy dataset is generated first): 460 s, and the wheel install.
 set -uo pipefail
 out=${OUT:?set OUT to the folder that comes back}
+# .cudawheels/ holds wheels, or an installed site folder as a split archive (cuda_site.tar.xz.part*).
 if compgen -G ".cudawheels/*.whl" >/dev/null; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .cudawheels/*.whl \
         || echo "wheel install failed: the mamba_ssm stack rows will say why they are skipped"
+    export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
+elif compgen -G ".cudawheels/cuda_site.tar.xz.part*" >/dev/null; then
+    mkdir -p /tmp/site && cat .cudawheels/cuda_site.tar.xz.part* | tar -xJ -C /tmp/site \
+        || echo "site archive extraction failed: the mamba_ssm stack rows will say why they are skipped"
     export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
 fi
 export PYTHONPATH=$PWD:${PYTHONPATH:-} PYTHONUNBUFFERED=1
