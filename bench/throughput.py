@@ -1,10 +1,11 @@
 """Training throughput of VideoMamba against ViT and against mamba_ssm's own Mamba modules.
 
     python -m bench.throughput                          # one GPU: 8/16/32/64 frames at 224^2, bf16
-    python -m bench.throughput --device cpu --frames 2 --size 32 --batch 2 --steps 2 --depth 2
+    python -m bench.throughput --tables mae arm supervised busy small-clip --frames 8 16
+    python -m bench.throughput --tiny --tables vjepa mae arm supervised busy small-clip  # CPU smoke
 
-Two markdown tables, each row timed the same way (warmup steps, then timed steps between CUDA
-syncs, peak memory of the timed steps), on random clips:
+Markdown tables (--tables picks them; encoder and vjepa by default), each row timed the same way
+(warmup steps, then timed steps between CUDA syncs, peak memory of the timed steps), on random clips:
 
   (a) encoder forward+backward on full clips (every token of every clip; no optimizer step):
       vjm VideoMamba per scan backend, ViT of the same size (timm blocks, SDPA attention), and
@@ -12,7 +13,16 @@ syncs, peak memory of the timed steps), on random clips:
       flipped sequence, averaged), with the same patch embedding, positions and RMSNorms;
   (b) the full V-JEPA training step of --fname (target encoder, context encoder and predictor
       per mask, AdamW, EMA), for vjm VideoMamba per scan backend and for ViT; the predictor is
-      the config's in both.
+      the config's in both;
+  mae, arm, supervised: the training step of the objective's config (--mae-fname, --arm-fname,
+      --supervised-fname: VideoMAE on K400, ARM's IN-1K recipe with clusters of the largest divisor of
+      the patch grid's side up to the config's cluster size, K400 fine-tuning), the same rows as (b):
+      VideoMamba per scan backend and ViT (--models), MambaMLP (--arm-models) for ARM, whose
+      encoder must be causal, so that its table has no ViT reference;
+  busy: the GPU-busy fraction of the V-JEPA step at --busy-frames: CUDA kernel time per step (torch
+      profiler) over the unprofiled wall time per step, and kernel launches per step;
+  small-clip: the main job's config (--small-clip-fname) through the engine's own step with its data
+      loading: steps/s, and per-stage timings (bench/small_clip.py).
 
 Ratios divide a VideoMamba row's clips/s by the reference row's at the same frames. The batch
 shrinks as frames grow so that tokens per batch stay constant. A row that does not fit prints
@@ -39,7 +49,7 @@ import torch.nn as nn
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from bench import train_step  # noqa: E402
+from bench import small_clip, train_step  # noqa: E402
 from vjm.config import load_config  # noqa: E402
 from vjm.masks import token_grid  # noqa: E402
 from vjm.masks.grid import num_tokens  # noqa: E402
@@ -137,9 +147,9 @@ def encoder_step(cfg, batch: int, device: torch.device, baseline: bool = False) 
     return step, count_params(encoder)
 
 
-def vjepa_step(cfg, batch: int, device: torch.device) -> tuple[Step, float]:
-    """One V-JEPA training step, the one bench/train_step.py times."""
-    step, objective = train_step.vjepa_step(cfg, batch, device)
+def objective_step(cfg, batch: int, device: torch.device) -> tuple[Step, float]:
+    """One training step of the config's objective, the one bench/train_step.py times."""
+    step, objective = train_step.objective_step(cfg, batch, device)
     return step, count_params(objective.encoder)
 
 
@@ -201,12 +211,18 @@ def tokens_per_clip(cfg) -> int:
                                  cfg.model.tubelet_size))
 
 
-def config_for(args, model: str, frames: int, backend: str = "auto"):
+def config_for(args, model: str, frames: int, backend: str = "auto", objective: str = "vjepa"):
+    fname = getattr(args, f"{objective}_fname")
     overrides = [*args.overrides, f"model.name={model}", f"data.frames_per_clip={frames}",
                  f"data.crop_size={args.size}", f"model.scan_backend={backend}"]
     if args.depth is not None:
         overrides.append(f"model.depth={args.depth}")
-    return load_config(args.fname, overrides, check_data=False)  # synthetic clips: the data is not read
+    if objective == "arm":  # video clips; the decoder's taps follow the depth; clusters must tile the patch grid
+        side = args.size // load_config(fname, check_data=False).model.patch_size
+        largest = load_config(fname, check_data=False).objective.cluster_size
+        cluster = max(k for k in range(1, largest + 1) if side % k == 0)
+        overrides += ["objective.decoder.taps=[]", f"objective.cluster_size={cluster}", "data.dataset=video"]
+    return load_config(fname, overrides, check_data=False)  # synthetic clips: the data is not read
 
 
 def scan_backends(args, device: torch.device,
@@ -293,27 +309,40 @@ def encoder_table(args, device, backends: list[tuple[str, str]], baseline_skip: 
                 row(f"vjm {model}", label, r, ratio(r, ref_vit), ratio(r, ref_ssm))
 
 
-def vjepa_table(args, device, backends: list[tuple[str, str]], auto: str, precision: str) -> None:
-    vits, mambas = split_models(args.models)
+# Objective tables: title, what a step does.
+OBJECTIVE_TABLES = {
+    "vjepa": ("V-JEPA", "target encoder on the full clip, context encoder + predictor per mask, AdamW, EMA"),
+    "mae": ("MAE", "encoder on the visible tokens, attention decoder, pixel loss on masked tokens, AdamW"),
+    "arm": ("ARM", "causal encoder on the first n - 1 clusters, cross-attention decoder, AdamW"),
+    "supervised": ("supervised (fine-tuning)", "encoder on the full clip, classifier head, mixup / cutmix, AdamW"),
+}
+
+
+def objective_table(args, device, objective: str, backends: list[tuple[str, str]], auto: str, precision: str,
+                    number: str) -> None:
+    """The training step of `objective`'s config per frame count, ViT rows first (the references)."""
+    title, what = OBJECTIVE_TABLES[objective]
+    vits, mambas = split_models(args.arm_models if objective == "arm" else args.models)
     vs_vit = f"vs {vits[0]}" if vits else "vs ViT"
-    print(f"\n## (b) V-JEPA training step of {Path(args.fname).name}: target encoder on the full clip, context "
-          f"encoder + predictor per mask, AdamW, EMA; {precision}. ViT rows have the same predictor, scanning "
-          f"with the auto backend ({auto})\n")
+    fname = Path(getattr(args, f"{objective}_fname")).name
+    print(f"\n## ({number}) {title} training step of {fname}: {what}; {precision}. ViT rows scan (predictor, "
+          f"decoder) with the auto backend ({auto})\n")
     print(f"| frames | batch | tokens/clip | encoder | scan | params M | clips/s | peak GiB | {vs_vit} |\n"
           "|---|---|---|---|---|---|---|---|---|", flush=True)
     for frames in args.frames:
-        batch, tokens = batch_for(frames, args), tokens_per_clip(config_for(args, args.models[0], frames))
+        batch = batch_for(frames, args)
+        tokens = tokens_per_clip(config_for(args, (vits + mambas)[0], frames, objective=objective))
         row = functools.partial(print_row, frames, batch, tokens)
         ref_vit = None
         for model in vits:
-            cfg = config_for(args, model, frames)
-            r = measure(functools.partial(vjepa_step, cfg, batch, device), batch, args, device)
+            cfg = config_for(args, model, frames, objective=objective)
+            r = measure(functools.partial(objective_step, cfg, batch, device), batch, args, device)
             ref_vit = r if model == vits[0] else ref_vit
-            row(model, f"predictor: {auto}", r, ratio(r, ref_vit))
+            row(model, f"auto: {auto}", r, ratio(r, ref_vit))
         for model in mambas:
             for backend, label in backends:
-                cfg = config_for(args, model, frames, backend)
-                r = measure(functools.partial(vjepa_step, cfg, batch, device), batch, args, device)
+                cfg = config_for(args, model, frames, backend, objective=objective)
+                r = measure(functools.partial(objective_step, cfg, batch, device), batch, args, device)
                 row(f"vjm {model}", label, r, ratio(r, ref_vit))
 
 
@@ -339,31 +368,73 @@ def kernel_kind(name: str) -> str:
     return next(kind for kind, pattern in KERNEL_KINDS if re.search(pattern, name, re.IGNORECASE))
 
 
-def profile_kinds(title: str, step: Step, device: torch.device) -> "torch.autograd.profiler_util.EventList":
-    """Time steps unprofiled, profile one more, print its CUDA time by kind of kernel; -> the events."""
-    seconds, _ = time_steps(step, steps=3, warmup=2, device=device)
+def profiled(step: Step, device: torch.device, steps: int = 1) -> "torch.autograd.profiler_util.EventList":
+    """The summed events of `steps` profiled steps (host ops, and the CUDA kernels on a GPU)."""
     activities = [torch.profiler.ProfilerActivity.CPU]
     if device.type == "cuda":
         activities.append(torch.profiler.ProfilerActivity.CUDA)
     with torch.profiler.profile(activities=activities) as prof:
-        step(0)
+        for i in range(steps):
+            step(i)
         sync(device)
-    events = prof.key_averages()
+    return prof.key_averages()
+
+
+def cuda_kernels(events) -> list[tuple[str, int, float]]:
+    """(name, calls, ms) of every CUDA kernel among profiled `events`."""
+    return [(e.key, e.count, e.self_device_time_total / 1e3) for e in events
+            if e.device_type == torch.autograd.DeviceType.CUDA and not getattr(e, "is_user_annotation", False)]
+
+
+def profile_kinds(title: str, step: Step, device: torch.device) -> "torch.autograd.profiler_util.EventList":
+    """Time steps unprofiled, profile one more, print its CUDA time by kind of kernel; -> the events."""
+    seconds, _ = time_steps(step, steps=3, warmup=2, device=device)
+    events = profiled(step, device)
     print(f"\n### {title}\n\nStep wall time (unprofiled): {1e3 * seconds:.1f} ms", flush=True)
     if device.type != "cuda":
         return events
     kinds: dict[str, list[float]] = {}
-    for e in events:
-        if e.device_type == torch.autograd.DeviceType.CUDA and not getattr(e, "is_user_annotation", False):
-            calls_ms = kinds.setdefault(kernel_kind(e.key), [0, 0.0])
-            calls_ms[0] += e.count
-            calls_ms[1] += e.self_device_time_total / 1e3
+    for name, calls, ms in cuda_kernels(events):
+        calls_ms = kinds.setdefault(kernel_kind(name), [0, 0.0])
+        calls_ms[0] += calls
+        calls_ms[1] += ms
     total = sum(ms for _, ms in kinds.values())
     print(f"CUDA kernels {total:.1f} ms, {100 * total / (1e3 * seconds):.0f}% of the wall time "
           "(the rest: the GPU waits for the host)\n\n| kernels | calls | ms | share |\n|---|---|---|---|")
     for kind, (calls, ms) in sorted(kinds.items(), key=lambda item: -item[1][1]):
         print(f"| {kind} | {calls} | {ms:.1f} | {100 * ms / total:.0f}% |")
     return events
+
+
+def busy_table(args, device: torch.device, backends: list[tuple[str, str]], auto: str) -> None:
+    """GPU-busy fraction of the V-JEPA step: kernel time of profiled steps over unprofiled wall time."""
+    vits, mambas = split_models(args.models)
+    frames = args.busy_frames
+    batch = batch_for(frames, args)
+    print(f"\n## GPU-busy fraction of the V-JEPA step at {frames} frames, batch {batch}: CUDA kernel time per "
+          f"step (torch.profiler, {args.busy_steps} steps) over the wall time per step ({args.steps} unprofiled "
+          "steps); the rest of the wall time the GPU waits for the host\n")
+    print("| encoder | scan | wall ms/step | kernel ms/step | GPU busy | kernel launches/step |\n"
+          "|---|---|---|---|---|---|", flush=True)
+    rows = [(m, "auto", f"auto: {auto}") for m in vits] + [(m, b, label) for m in mambas for b, label in backends]
+    for model, backend, label in rows:
+        cells = ["", "", "", ""]
+        try:
+            step, _ = objective_step(config_for(args, model, frames, backend), batch, device)
+            seconds, _ = time_steps(step, args.steps, args.warmup, device)
+            cells[0] = f"{1e3 * seconds:.1f}"
+            if device.type == "cuda":
+                kernels = cuda_kernels(profiled(step, device, args.busy_steps))
+                kernel_ms = sum(ms for _, _, ms in kernels) / args.busy_steps
+                launches = sum(calls for _, calls, _ in kernels) / args.busy_steps
+                cells[1:] = [f"{kernel_ms:.1f}", f"{100 * kernel_ms / (1e3 * seconds):.0f}%", f"{launches:.0f}"]
+            else:
+                cells[1] = "no CUDA device"
+        except Exception as exc:  # a row that fails must not end the table
+            cells[1] = f"failed: {type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:120]}"
+        step = None
+        gc.collect()
+        print(f"| {model} | {label} | " + " | ".join(cells) + " |", flush=True)
 
 
 def profile(args, device: torch.device, backends: list[tuple[str, str]], baseline_skip: str | None) -> None:
@@ -382,7 +453,7 @@ def profile(args, device: torch.device, backends: list[tuple[str, str]], baselin
         profile_kinds(f"Encoder forward+backward, mamba_ssm Mamba x2 stack ({model} size)",
                       encoder_step(cfg, batch, device, baseline=True)[0], device)
     gc.collect()
-    step, _ = vjepa_step(cfg, batch, device)
+    step, _ = objective_step(cfg, batch, device)
     events = profile_kinds(f"V-JEPA step, vjm {model}, scan {label}", step, device)
     kind = "cuda" if device.type == "cuda" else "cpu"
     print(f"\nTop 15 ops by self {kind.upper()} time, summed over calls:\n", flush=True)
@@ -400,10 +471,33 @@ def profile(args, device: torch.device, backends: list[tuple[str, str]], baselin
         pstats.Stats(host, stream=sys.stdout).sort_stats("tottime").print_stats(25)
 
 
+def small_clip_table(args, device: torch.device) -> None:
+    """The main job's config at its own size (only --set applies), with its data loading."""
+    overrides = [*args.overrides, "model.depth=2", "data.num_workers=0"] if args.tiny else args.overrides
+    small_clip.small_clip_table(args.small_clip_fname, overrides, device, args.small_clip_steps,
+                                args.small_clip_staged_steps, args.warmup)
+
+
+TABLES = ("encoder", "vjepa", "mae", "arm", "supervised", "busy", "small-clip")
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--fname", default=str(REPO / "configs/vjepa_k400_tiny.yaml"),
-                        help="V-JEPA config: masks, predictor, optimiser and dtype of every row")
+    parser.add_argument("--tables", nargs="+", default=["encoder", "vjepa"], choices=TABLES, help="tables to print")
+    parser.add_argument("--tiny", action="store_true",
+                        help="a smoke test on the CPU: 4 frames at 64^2, batch 2, depth 2, 1 warmup + 1 timed step")
+    parser.add_argument("--fname", dest="vjepa_fname", default=str(REPO / "configs/vjepa_k400_tiny.yaml"),
+                        help="V-JEPA config: masks, predictor, optimiser and dtype of the encoder and V-JEPA rows")
+    parser.add_argument("--mae-fname", default=str(REPO / "configs/mae_k400_tiny.yaml"))
+    parser.add_argument("--arm-fname", default=str(REPO / "configs/arm_in1k_base.yaml"))
+    parser.add_argument("--supervised-fname", default=str(REPO / "configs/eval/finetune_k400_tiny.yaml"))
+    parser.add_argument("--arm-models", nargs="+", default=["mambamlp_tiny", "mambamlp_base"],
+                        help="causal encoders of the ARM rows")
+    parser.add_argument("--busy-frames", type=int, default=16, help="frames of the GPU-busy rows")
+    parser.add_argument("--busy-steps", type=int, default=3, help="profiled steps per GPU-busy row")
+    parser.add_argument("--small-clip-fname", default=str(REPO / "configs/vjepa_tiny.yaml"))
+    parser.add_argument("--small-clip-steps", type=int, default=40, help="free-running small-clip steps")
+    parser.add_argument("--small-clip-staged-steps", type=int, default=15, help="small-clip steps timed by stage")
     parser.add_argument("--set", dest="overrides", nargs="+", default=[], help="config overrides key=value")
     parser.add_argument("--models", nargs="+", default=["videomamba_tiny", "vit_tiny"],
                         help="encoders; names starting with 'vit' are the references of the ratios (the first one)")
@@ -422,6 +516,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--profile-frames", type=int, default=16)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
+    if args.tiny:
+        args.device, args.frames, args.size, args.batch, args.batch_at_frames = "cpu", [4], 64, 2, 0
+        args.depth, args.steps, args.warmup, args.busy_frames, args.busy_steps = 2, 1, 1, 4, 1
+        args.scan_backends, args.small_clip_steps, args.small_clip_staged_steps = ["auto"], 1, 1
     for name in ("steps", "batch", "size"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
@@ -434,10 +532,13 @@ def main() -> None:
     args = parse_args()
     device = torch.device(args.device)
     started = time.perf_counter()
-    for model in args.models:  # fail now on a bad name, frame count or size, not after minutes of rows
-        build_encoder(config_for(args, model, args.frames[0]).model)
-        for frames in args.frames[1:]:
-            config_for(args, model, frames)
+    for table in args.tables:  # fail now on a bad name, frame count or size, not after minutes of rows
+        if table in OBJECTIVE_TABLES or table in ("encoder", "busy"):
+            objective = table if table in OBJECTIVE_TABLES else "vjepa"
+            for model in args.arm_models if objective == "arm" else args.models:
+                build_encoder(config_for(args, model, args.frames[0], objective=objective).model)
+                for frames in args.frames[1:]:
+                    config_for(args, model, frames, objective=objective)
     dtype = autocast_dtype(config_for(args, args.models[0], args.frames[0]), device)
     precision = "fp32" if dtype is None else f"{str(dtype).removeprefix('torch.')} autocast"
     vits, mambas = split_models(args.models)
@@ -454,8 +555,16 @@ def main() -> None:
           "the row over the reference's at the same frames.\n")
     for reason in skipped:
         print(f"- skipped {reason}")
-    encoder_table(args, device, backends, baseline_skip, precision)
-    vjepa_table(args, device, backends, auto, precision)
+    numbers = iter("bcdefgh")
+    for table in args.tables:
+        if table == "encoder":
+            encoder_table(args, device, backends, baseline_skip, precision)
+        elif table in OBJECTIVE_TABLES:
+            objective_table(args, device, table, backends, auto, precision, next(numbers))
+        elif table == "busy":
+            busy_table(args, device, backends, auto)
+        elif table == "small-clip":
+            small_clip_table(args, device)
     if args.profile:
         profile(args, device, backends, baseline_skip)
     print(f"\ntotal {time.perf_counter() - started:.0f} s", flush=True)

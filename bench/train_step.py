@@ -1,10 +1,12 @@
-"""V-JEPA training-step throughput and peak memory, on random clips, for one config.
+"""Training-step throughput and peak memory of any objective, on random clips, for one config.
 
     python -m bench.train_step --fname configs/vjepa_k400_tiny.yaml --batch 8 16 32 64 128
     python -m bench.train_step --fname configs/vjepa_k400_tiny.yaml --find-max-batch
+    python -m bench.train_step --fname configs/mae_k400_tiny.yaml --batch 32
 
-Each batch size runs warmup steps, then timed steps of the real objective (context encoder,
-predictor, EMA target, masks from the config's generators, AdamW, autocast as the config says)
+Each batch size runs warmup steps, then timed steps of the config's objective (V-JEPA: context
+encoder, predictor, EMA target; MAE, ARM, supervised likewise), with masks from the config's
+generators when the objective takes them, random labels, AdamW and autocast as the config says,
 on random clips. Prints a markdown table: batch, steps/s, clips/s, peak memory. A batch that
 does not fit is reported as OOM. Data loading is excluded (see bench/data.py for it).
 """
@@ -24,20 +26,28 @@ from vjm.train.optim import build_optimizer
 
 
 def make_batch(cfg, batch_size: int, generators, device, rng) -> dict:
+    """Random clips, a label each (class 0 up to num_classes - 1 when the objective has classes) and
+    one (context, target) index pair per mask generator."""
     data = cfg.data
     clip = torch.randn(batch_size, 3, data.frames_per_clip, data.crop_size, data.crop_size, device=device)
     masks = [tuple(t.to(device) for t in g.sample(batch_size, rng)) for g in generators]
-    return {"clip": clip, "masks": masks}
+    classes = getattr(cfg.objective, "num_classes", 1)
+    label = torch.randint(0, classes, (batch_size,), generator=rng).to(device)
+    batch = {"clip": clip, "label": label}
+    if generators:
+        batch["masks"] = masks
+    return batch
 
 
-def vjepa_step(cfg, batch_size: int, device: torch.device, wrap=None):
-    """A closure running V-JEPA training step i (two random batches alternate) -> (step, objective).
-    ``wrap(objective)`` is the module the step calls (DistributedDataParallel, say); default: the objective."""
+def objective_step(cfg, batch_size: int, device: torch.device, wrap=None):
+    """A closure running training step i of the config's objective (two random batches alternate)
+    -> (step, objective). ``wrap(objective)`` is the module the step calls (DistributedDataParallel,
+    say); default: the objective."""
     objective = build_objective(cfg).to(device).train()
     model = objective if wrap is None else wrap(objective)
     optimizer = build_optimizer(objective, cfg.optim)
     grid = token_grid(cfg.data.frames_per_clip, cfg.data.crop_size, cfg.model.patch_size, cfg.model.tubelet_size)
-    generators = build_mask_generators(cfg.masks, grid)
+    generators = build_mask_generators(cfg.masks, grid) if cfg.objective.needs_masks else []
     rng = torch.Generator().manual_seed(0)
     batches = [make_batch(cfg, batch_size, generators, device, rng) for _ in range(2)]
     dtype = autocast_dtype(cfg, device)
@@ -55,7 +65,7 @@ def vjepa_step(cfg, batch_size: int, device: torch.device, wrap=None):
 
 
 def measure(cfg, batch_size: int, steps: int, warmup: int, device: torch.device, wrap=None) -> dict:
-    step, _ = vjepa_step(cfg, batch_size, device, wrap)
+    step, _ = objective_step(cfg, batch_size, device, wrap)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     for i in range(warmup):
         step(i)
@@ -85,7 +95,7 @@ def main() -> None:
     cfg = load_config(args.fname, args.overrides, check_data=False)  # synthetic clips: the data is not read
     device = torch.device(args.device)
     sizes = [8 * 2**i for i in range(12)] if args.find_max_batch else args.batch
-    name = f"{cfg.model.name} {cfg.data.frames_per_clip}x{cfg.data.crop_size}^2 scan={cfg.model.scan_backend}"
+    name = f"{cfg.objective.name} {cfg.model.name} {cfg.data.frames_per_clip}x{cfg.data.crop_size}^2 scan={cfg.model.scan_backend}"
     print(f"| model | batch | steps/s | clips/s | peak GiB | loss |\n|---|---|---|---|---|---|", flush=True)
     for batch in sizes:
         try:

@@ -12,6 +12,9 @@
     the run), an update that blows up the weights stops it, and latest.pt is written only when the
     weights and the optimiser state are finite, so it is always the last good checkpoint.
     SIGTERM, SIGUSR1 and SIGINT stop the run after the current step, with a checkpoint.
+    A step reads the device once (vjm.train.step_report), just before its update: the verdict on the
+    loss, the stop flag of every rank, the metrics and the weight norm after the previous update,
+    which is therefore checked one step late, or before a save, whichever comes first.
     The run folder's config.yaml is written once the run has started or resumed; resuming with a
     config whose recipe differs from the checkpoint's is refused unless allowed (vjm.train.run_folder).
     Epochs are counted from 0 here and shown from 1.
@@ -47,6 +50,7 @@ from .distributed import DistInfo, all_reduce_mean
 from .optim import Schedules, build_optimizer
 from .run_folder import record_config, resume_changes
 from .run_log import RunLog
+from .step_report import MetricSums, read_step
 from .stopping import STOP, DivergenceError, TrainingStopped, signal_name
 
 logger = logging.getLogger(__name__)
@@ -123,12 +127,17 @@ def epoch_steps(loader_batches: int, accum_steps: int, steps_per_epoch: int | No
     return steps_per_epoch
 
 
-def weight_norm(params: list[torch.Tensor]) -> float:
-    """The 2-norm of all `params` together; inf or nan when any value is."""
+def weight_norm(params: list[torch.Tensor]) -> torch.Tensor | None:
+    """The 2-norm of all `params` together, on their device (inf or nan when any value is); None
+    without parameters."""
     if not params:
-        return 0.0
+        return None
     # Batched per-tensor norms, as clip_grad_norm_ computes them (get_total_norm needs torch 2.6).
-    return float(torch.linalg.vector_norm(torch.stack(torch._foreach_norm([p.detach() for p in params]))))
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm([p.detach() for p in params])))
+
+
+def host_value(norm: torch.Tensor | None) -> float:
+    return 0.0 if norm is None else float(norm)
 
 
 def first_nonfinite(named_tensors: dict[str, Any]) -> str | None:
@@ -223,7 +232,9 @@ class Trainer:
         self.epoch_batch = 0  # batches of this epoch used so far (by steps made or skipped)
         self.saved_step: int | None = None  # step of the last checkpoint written or resumed from
         self.params = [p for p in self.objective.parameters() if p.requires_grad]
-        self.weights_norm = weight_norm(self.params)
+        self.weights_norm = host_value(weight_norm(self.params))  # the last one checked
+        self.pending_update: tuple[int, torch.Tensor] | None = None  # (step, weight norm after it), unchecked
+        self.agreed_stop: int | None = None  # a stop signal every rank knows of, from the last step read
         self.nonfinite_in_row = 0
         self.skipped = SkippedFiles()  # distinct unreadable files, the same on every rank once merged
         self.skipped_here: list[tuple[str, str]] = []  # met by this rank since the last merge
@@ -252,6 +263,7 @@ class Trainer:
 
     def save(self) -> None:
         """Write latest.pt, after checking that nothing in it went non-finite (else DivergenceError)."""
+        self.check_pending_update()
         self.check_state()  # the same verdict on every rank: weights and optimiser state are replicated
         state = self.state()  # every rank joins the gather of per-rank state
         self.saved_step = self.step
@@ -269,15 +281,22 @@ class Trainer:
         if bad is not None:
             raise DivergenceError(self.diverged(f"{bad} holds non-finite values at step {self.step}"))
 
-    def check_update(self) -> None:
-        """Stop when the last update made the weights non-finite or grew their norm past the bound."""
-        previous, self.weights_norm = self.weights_norm, weight_norm(self.params)
+    def check_pending_update(self) -> None:
+        if self.pending_update is not None:
+            step, norm = self.pending_update
+            self.check_update(step, float(norm))
+
+    def check_update(self, step: int, norm: float) -> None:
+        """Stop when the update of `step`, after which the weights have `norm`, made them non-finite or
+        grew their norm past the bound."""
+        self.pending_update = None
+        previous, self.weights_norm = self.weights_norm, norm
         if not math.isfinite(self.weights_norm):
-            raise DivergenceError(self.diverged(f"the update of step {self.step} made the weights non-finite"))
+            raise DivergenceError(self.diverged(f"the update of step {step} made the weights non-finite"))
         bound = self.cfg.train.max_weight_growth
         if bound and previous > 0 and self.weights_norm > bound * previous:
             raise DivergenceError(self.diverged(
-                f"the update of step {self.step} grew the weight norm {self.weights_norm / previous:.3g}-fold "
+                f"the update of step {step} grew the weight norm {self.weights_norm / previous:.3g}-fold "
                 f"({previous:.4g} -> {self.weights_norm:.4g}; train.max_weight_growth={bound:g})"))
 
     def diverged(self, what: str) -> str:
@@ -317,7 +336,7 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.collator.load_state_dict(state["masks"])
         self.step = self.saved_step = state["step"]
-        self.weights_norm = weight_norm(self.params)
+        self.weights_norm = host_value(weight_norm(self.params))
         if "epoch_batch" in data:
             self.epoch, self.epoch_batch = state["epoch"], data["epoch_batch"]
         else:  # written before the data position was kept: it followed from the step
@@ -357,9 +376,10 @@ class Trainer:
         return batch
 
     def optimizer_step(self, batches) -> dict[str, float] | None:
-        """Forward/backward over accum micro-batches, then one update. None when skipped."""
+        """Forward/backward over accum micro-batches, then one update. None when skipped: a non-finite
+        loss on any rank skips the whole step (its accum batches are used)."""
         lr, wd = self.schedules.apply(self.optimizer, self.step)
-        sums: dict[str, float] = {}
+        loss_sum, sums = None, MetricSums()
         for k in range(self.accum):
             batch = self.next_batch(batches)
             self.image_batch = batch
@@ -369,31 +389,36 @@ class Trainer:
             with sync, torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
                                       enabled=self.amp_dtype is not None):
                 loss, metrics = self.model(batch)
-                finite = torch.isfinite(loss.detach()).float()
-                if self.dist.distributed:  # every rank must take the same branch
-                    torch_dist.all_reduce(finite, op=torch_dist.ReduceOp.MIN)
-                if finite.item() == 0:
-                    self.optimizer.zero_grad(set_to_none=True)
-                    self._count_nonfinite(loss)
-                    return None
+                # Backward whatever the loss: whether it is finite is read once, below, with the rest.
                 (loss / self.accum).backward()
-            for key, value in metrics.items():
-                sums[key] = sums.get(key, 0.0) + float(value) / self.accum
-        self.nonfinite_in_row = 0
+            loss_sum = loss.detach() if loss_sum is None else loss_sum + loss.detach()
+            sums.add(metrics, 1.0 / self.accum)
         clip = self.cfg.optim.clip_grad
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, clip if clip > 0 else float("inf"))
+        pending = self.pending_update
+        report = read_step(loss_sum, grad_norm, sums, None if pending is None else pending[1],
+                           STOP.signum, self.dist.distributed)
+        self.agreed_stop = report.stop
+        if pending is not None:
+            self.check_update(pending[0], report.weight_norm)
+        if not report.finite:  # the update is never applied
+            self.optimizer.zero_grad(set_to_none=True)
+            self._count_nonfinite(report.loss)
+            return None
+        self.nonfinite_in_row = 0
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
-        self.check_update()
+        norm = weight_norm(self.params)
+        self.pending_update = None if norm is None else (self.step, norm)
         schedule = {"lr": lr, "wd": wd, **self.objective.after_optimizer_step(self.step / self.total_steps)}
         self.schedule_keys.update(schedule)
-        return {**sums, "grad_norm": float(grad_norm), **schedule}
+        return {**report.metrics, "grad_norm": report.grad_norm, **schedule}
 
-    def _count_nonfinite(self, loss: torch.Tensor) -> None:
+    def _count_nonfinite(self, loss: float) -> None:
         self.nonfinite_in_row += 1
         logger.warning("non-finite loss (%s) at step %d: step skipped (%d in a row)",
-                       loss.item(), self.step, self.nonfinite_in_row)
+                       loss, self.step, self.nonfinite_in_row)
         if self.nonfinite_in_row >= self.cfg.train.max_nonfinite:
             raise NonFiniteLossError(self.diverged(f"{self.nonfinite_in_row} non-finite losses in a row at step "
                                                    f"{self.step}"))
@@ -472,10 +497,8 @@ class Trainer:
             self._draw_images(run_log)
         if self.step % self.cfg.train.checkpoint_every == 0:
             self.save()
-        if self.step < self.total_steps:
-            signum = STOP.agreed(self.device)
-            if signum is not None:
-                self.stop(signum)
+        if self.step < self.total_steps and self.agreed_stop is not None:
+            self.stop(self.agreed_stop)
 
     def stop(self, signum: int) -> None:
         if self.saved_step != self.step:

@@ -1,9 +1,10 @@
 """Why a run stops before its last step, and stopping cleanly on a signal.
 
 A signal handler runs between two bytecodes of the main thread, possibly in the middle of a step,
-so it only records the request. The training loop reads it after each step (all ranks agree
-through a reduction, so none waits in a collective for a rank that left), saves a checkpoint and
-raises :class:`TrainingStopped`, whose one-line message the launchers print.
+so it only records the request. The training loop reads it at each step (all ranks agree through
+the step's one reduction, vjm.train.step_report, so none waits in a collective for a rank that
+left), saves a checkpoint after the step and raises :class:`TrainingStopped`, whose one-line
+message the launchers print.
 """
 
 from __future__ import annotations
@@ -13,9 +14,6 @@ import logging
 import signal
 import threading
 from collections.abc import Iterable, Iterator
-
-import torch
-import torch.distributed as torch_dist
 
 logger = logging.getLogger(__name__)
 
@@ -88,14 +86,6 @@ class StopRequest:
 
     def _handled_elsewhere(self, handler) -> bool:
         return callable(handler) and handler is not signal.default_int_handler and handler != self.request
-
-    def agreed(self, device: torch.device) -> int | None:
-        """The stop signal if any rank received one (all ranks must call this together), else None."""
-        if not (torch_dist.is_available() and torch_dist.is_initialized()):
-            return self.signum
-        flag = torch.tensor([self.signum or 0], dtype=torch.int64, device=device)
-        torch_dist.all_reduce(flag, op=torch_dist.ReduceOp.MAX)
-        return int(flag.item()) or None
 
 
 STOP = StopRequest()

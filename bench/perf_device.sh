@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The throughput tables of issues 17, 18 and 20 inside one call of at most 9 minutes on one GPU,
+# where nothing survives the call: install the carried mamba-ssm / causal-conv1d wheels, then run
+# each section of `python -m bench.throughput` under its own time limit (a slow one cannot eat the
+# rest), printing its Markdown and appending it to $OUT/perf.md (logs beside it).
+#
+#   OUT=/some/dir bench/perf_device.sh
+#
+# Sections (seconds): V-JEPA 110 (the first pays the Triton compiles), MAE 70, ARM 85, supervised 70,
+# GPU busy 55, small clips 70 (the toy dataset is generated first): 460 s, and the wheel install.
+set -uo pipefail
+out=${OUT:?set OUT to the folder that comes back}
+# .cudawheels/ holds wheels, or an installed site folder as a split archive (cuda_site.tar.xz.part*).
+if compgen -G ".cudawheels/*.whl" >/dev/null; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .cudawheels/*.whl \
+        || echo "wheel install failed: the mamba_ssm stack rows will say why they are skipped"
+    export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
+elif compgen -G ".cudawheels/cuda_site.tar.xz.part*" >/dev/null; then
+    mkdir -p /tmp/site && cat .cudawheels/cuda_site.tar.xz.part* | tar -xJ -C /tmp/site \
+        || echo "site archive extraction failed: the mamba_ssm stack rows will say why they are skipped"
+    export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
+fi
+export PYTHONPATH=$PWD:${PYTHONPATH:-} PYTHONUNBUFFERED=1
+report=$out/perf.md
+: > "$report"
+common=(--frames 8 16 --scan-backends triton --steps 6 --warmup 2)
+
+section() {  # section NAME SECONDS bench.throughput-args...
+    local name=$1 limit=$2; shift 2
+    local started=$SECONDS
+    timeout -k 10 "$limit" python3 -m bench.throughput "$@" > "$out/$name.log" 2>&1
+    local rc=$?
+    # The tables and the header lines, not tracebacks or warnings.
+    grep -E '^(#|\||- skipped|Random clips|CUDA kernels|NVIDIA|[A-Z].*\| torch )' "$out/$name.log" | tee -a "$report"
+    if [ $rc -ne 0 ]; then
+        echo "- section $name ended with exit code $rc after $((SECONDS - started)) s (124: its $limit s limit); see $name.log" \
+            | tee -a "$report"
+    fi
+    echo | tee -a "$report"
+}
+
+section vjepa 110 --tables vjepa "${common[@]}"
+section mae 70 --tables mae "${common[@]}"
+section arm 85 --tables arm "${common[@]}"
+section supervised 70 --tables supervised "${common[@]}"
+section busy 55 --tables busy --scan-backends triton --busy-frames 16 --steps 5 --warmup 2 --busy-steps 2
+section small_clip 70 --tables small-clip --small-clip-steps 60 --small-clip-staged-steps 20 --warmup 3
+echo "perf_device.sh: $SECONDS s in all" | tee -a "$report"
