@@ -130,13 +130,17 @@ def test_reversed_orbit_clip_is_the_other_class():
     np.testing.assert_array_equal(backwards.frames(), scene.frames()[::-1])
 
 
-def test_speed_is_the_digits_speed_over_a_still_background():
-    for index in range(30):
+def test_speed_is_the_digits_speed_on_screen_whatever_the_background_does():
+    pans = []
+    for index in range(60):
         scene, label = make_scene("speed", "train", index, seed=0, size=64, frames=16)
         low, high = SPEED_RANGES[label]
         assert low - 1e-9 <= np.hypot(*scene.velocity) <= high + 1e-9
-        assert not scene.pan.any()
-        np.testing.assert_array_equal(scene.background(0), scene.background(15))
+        pans.append((label, np.hypot(*scene.pan)))
+    # The background's speed spans all classes' ranges, whatever the class.
+    for label in range(3):
+        speeds = [p for c, p in pans if c == label]
+        assert min(speeds) < SPEED_RANGES[1][0] and max(speeds) > SPEED_RANGES[1][1]
 
 
 def nearest_centroid_accuracy(features: np.ndarray, labels: np.ndarray) -> float:
@@ -166,23 +170,20 @@ def test_motion_label_is_not_in_one_frame(task):
         assert nearest_centroid_accuracy(features, labels) < chance + 0.12
 
 
-def frame_change(scene, gap: int = 4) -> float:
-    """Mean absolute change between frames ``gap`` apart: with a still camera, only the digit moves."""
-    frames = scene.frames().astype(np.float32).mean(-1)
-    return float(np.abs(frames[gap:] - frames[:-gap]).mean())
-
-
-def test_speed_is_readable_from_the_frames():
-    features, labels = [], []
+def test_the_amount_of_motion_in_the_frame_does_not_tell_the_speed():
+    """The background moves at a speed independent of the class, and covers most of the frame."""
+    changes, labels = [], []
     for index in range(240):
         scene, label = make_scene("speed", "train", index, seed=0, size=32, frames=9)
-        features.append(frame_change(scene)); labels.append(label)
-    features, labels = np.array(features), np.array(labels)
+        frames = scene.frames().astype(np.float32).mean(-1)
+        changes.append(np.abs(frames[4:] - frames[:-4]).mean()); labels.append(label)
+    changes, labels = np.array(changes), np.array(labels)
     half = len(labels) // 2
-    medians = [np.median(features[:half][labels[:half] == c]) for c in range(3)]
-    assert medians[0] < medians[1] < medians[2]
-    guess = np.digitize(features[half:], [(medians[0] + medians[1]) / 2, (medians[1] + medians[2]) / 2])
-    assert (guess == labels[half:]).mean() > 1 / 3 + 0.15  # chance is 1/3
+    medians = [np.median(changes[:half][labels[:half] == c]) for c in range(3)]
+    order = np.argsort(medians)
+    cuts = [(medians[order[0]] + medians[order[1]]) / 2, (medians[order[1]] + medians[order[2]]) / 2]
+    guess = order[np.digitize(changes[half:], cuts)]
+    assert (guess == labels[half:]).mean() < 1 / 3 + 0.12  # chance is 1/3
 
 
 def test_whole_digit_is_in_every_frame_of_the_digit_task():
