@@ -9,7 +9,8 @@ from vjm.regularizers.base import Regularizer, Regularizers
 from vjm.regularizers.registry import build_regularizers, register_regularizer, regularizer_kinds
 
 # Importing the regularisers registers their kinds.
+from vjm.regularizers.slws import LayerShuffle  # noqa: E402
 from vjm.regularizers.vicreg import VICReg  # noqa: E402
 
-__all__ = ["Regularizer", "Regularizers", "VICReg", "build_regularizers", "register_regularizer",
+__all__ = ["LayerShuffle", "Regularizer", "Regularizers", "VICReg", "build_regularizers", "register_regularizer",
            "regularizer_kinds"]

@@ -16,6 +16,8 @@ class Regularizer:
     their config keys, registered with @register_regularizer(kind)."""
 
     kind: ClassVar[str]
+    # False for a regulariser that changes how a model runs (attach) and adds no loss term.
+    adds_loss: ClassVar[bool] = True
     apply_to: str = "context"  # the name of the exposed tensor this term applies to
 
     def __call__(self, tokens: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -33,7 +35,8 @@ class Regularizers:
         self.items = list(items)
 
     def __bool__(self) -> bool:
-        return bool(self.items)
+        """Whether there is a loss term to compute (objectives skip the call otherwise)."""
+        return any(item.adds_loss for item in self.items)
 
     def attach(self, objective: nn.Module) -> None:
         for item in self.items:
@@ -42,7 +45,7 @@ class Regularizers:
     def __call__(self, **exposed: torch.Tensor) -> tuple[torch.Tensor | float, dict[str, torch.Tensor]]:
         total: torch.Tensor | float = 0.0
         metrics: dict[str, torch.Tensor] = {}
-        for item in self.items:
+        for item in (item for item in self.items if item.adds_loss):
             if item.apply_to not in exposed:
                 raise ValueError(f"regulariser {item.kind!r} applies to {item.apply_to!r}, but the objective exposes "
                                  f"only {sorted(exposed)}; set 'apply_to' to one of them")
