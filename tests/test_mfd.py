@@ -12,12 +12,12 @@ from vjm.masks.attentive import attentive_split
 from vjm.objectives import build_objective
 from vjm.objectives.mfd import cosine_distance
 from vjm.objectives.saliency import dissimilarity, resolve_saliency
-from vjm.train.checkpoint import load_checkpoint, save_checkpoint
+from vjm.train.checkpoint import load_checkpoint
 from vjm.train.distributed import DistInfo
 from vjm.train.engine import Trainer
 from vjm.train.optim import build_optimizer
 
-from test_train import read_losses, tiny_config
+from test_train import read_losses, save_initial_checkpoint, tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -27,10 +27,7 @@ def save_teacher(path: Path, seed: int = 0, **model) -> Path:
     """A V-JEPA checkpoint of tiny_config's encoder (step 0, weights drawn from ``seed``): the teacher."""
     raw = tiny_config(path.parent, path.parent)
     raw["model"].update(model)
-    cfg = config_from_dict(raw)
-    torch.manual_seed(seed)
-    models = {name: module.state_dict() for name, module in build_objective(cfg).checkpoint_modules().items()}
-    return save_checkpoint({"config": cfg.to_dict(), "objective": "vjepa", "step": 0, "models": models}, path)
+    return save_initial_checkpoint(config_from_dict(raw), path, seed)
 
 
 def mfd_config(tmp_path: Path, toy_root: Path, teacher: Path, **objective) -> dict:
