@@ -30,12 +30,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from vjm.config import AT_LEAST_1, POSITIVE, Config, ConfigError, ObjectiveConfig, param
+from vjm.config import POSITIVE, Config, ConfigError, ObjectiveConfig, param
 from vjm.masks.attentive import attentive_split
 from vjm.models import Predictor, build_encoder
 from vjm.models.encoder import gather_tokens
 
 from .base import Objective
+from .mae import DecoderConfig
 from .registry import register_objective
 from .saliency import SALIENCIES, resolve_saliency, teacher_tokens
 from .teacher import GRID_MATCHES, TeacherRecord, check_grids, load_teacher, match_grid
@@ -53,15 +54,6 @@ class TeacherConfig:
                                          "(python -m vjm.export); required")
     which: str | None = param(None, "which encoder of the checkpoint's objective; None = the one it evaluates by "
                                     "default (V-JEPA: target_encoder; MAE, supervised: encoder)")
-
-
-@dataclass
-class MFDDecoderConfig:
-    """The distill target's decoder: pre-norm attention blocks (thrown away after pre-training)."""
-
-    width: int = param(512, "decoder width (seed 004: 512)", range=AT_LEAST_1)
-    depth: int = param(4, "decoder blocks (seed 004: 4)", range=AT_LEAST_1)
-    num_heads: int = param(8, "attention heads (must divide the width)", range=AT_LEAST_1)
 
 
 @dataclass
@@ -86,7 +78,8 @@ class MFDConfig(ObjectiveConfig):
                             "teacher's tokens averaged over each student token; its grid a whole multiple)",
                             choices=GRID_MATCHES)
     smooth_l1_beta: float = param(2.0, "distill: the smooth-L1 loss's beta (MaskDistill: 2)", range=POSITIVE)
-    decoder: MFDDecoderConfig = field(default_factory=MFDDecoderConfig)
+    # The distill target's decoder, MAE's (pre-norm attention blocks), at seed 004's 4 x 512.
+    decoder: DecoderConfig = field(default_factory=lambda: DecoderConfig(width=512, depth=4, num_heads=8))
 
     def cross_check(self, cfg: Config) -> list[str]:
         errors = []
@@ -94,11 +87,7 @@ class MFDConfig(ObjectiveConfig):
             errors.append("'objective.teacher.checkpoint' is not set: MFD distils a trained vjm encoder; give its "
                           "checkpoint (e.g. runs/mae_tiny/latest.pt after python -m launch.local --fname "
                           "configs/mae_tiny.yaml --devices cpu)")
-        d = self.decoder
-        if self.target == "distill" and d.width % d.num_heads:
-            errors.append(f"'objective.decoder.width' = {d.width} is not divisible by 'objective.decoder.num_heads' "
-                          f"= {d.num_heads}")
-        return errors
+        return errors + (self.decoder.problems() if self.target == "distill" else [])
 
 
 class AlignHead(nn.Module):
@@ -211,7 +200,7 @@ class MFD(Objective):
     def forward(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         clip, masks = batch["clip"], batch["masks"]
         targets, saliency = self.targets(clip)
-        losses, kept, regularizer_terms, regularizer_metrics = [], [], [], []
+        losses, kept, exposed = [], [], []
         for visible, masked in masks:
             if saliency is not None:
                 visible, masked = attentive_split(saliency, visible.shape[1], self.temperature)
@@ -219,20 +208,14 @@ class MFD(Objective):
                 kept.append((share * saliency.shape[1] / visible.shape[1]).mean())
             loss, encoded = self.distance(clip, targets, visible, masked)
             losses.append(loss)
-            if self.regularizers:
-                term, values = self.regularizers(context=encoded)
-                regularizer_terms.append(term)
-                regularizer_metrics.append(values)
+            exposed.append({"context": encoded})
         distance = torch.stack(losses).mean()
-        loss = distance
+        term, regularizer_metrics = self.regularizers.average(exposed)
+        loss = distance + term
         name = "smooth_l1" if self.target == "distill" else "cos_distance"
-        metrics = {name: distance.detach()}
+        metrics = {name: distance.detach(), **regularizer_metrics}
         if kept:
             metrics["saliency_kept"] = torch.stack(kept).mean().detach()
-        if regularizer_terms:
-            loss = loss + torch.stack(regularizer_terms).mean()
-            for key in regularizer_metrics[0]:
-                metrics[key] = torch.stack([values[key] for values in regularizer_metrics]).mean()
         if len(losses) > 1:
             metrics.update({f"{name}_mask{i}": value.detach() for i, value in enumerate(losses)})
         return loss, {"loss": loss.detach(), **metrics}

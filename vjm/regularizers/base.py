@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -41,6 +41,16 @@ class Regularizers:
     def attach(self, objective: nn.Module) -> None:
         for item in self.items:
             item.attach(objective)
+
+    def average(self, exposed: Sequence[Mapping[str, torch.Tensor]]) -> tuple[torch.Tensor | float,
+                                                                              dict[str, torch.Tensor]]:
+        """The term and metrics of each set of exposed tensors (one per mask of an objective), averaged;
+        (0.0, {}) when no regulariser adds a loss term."""
+        if not self or not exposed:
+            return 0.0, {}
+        results = [self(**tensors) for tensors in exposed]
+        term = torch.stack([value for value, _ in results]).mean()
+        return term, {key: torch.stack([values[key] for _, values in results]).mean() for key in results[0][1]}
 
     def __call__(self, **exposed: torch.Tensor) -> tuple[torch.Tensor | float, dict[str, torch.Tensor]]:
         total: torch.Tensor | float = 0.0
