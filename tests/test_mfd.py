@@ -211,3 +211,17 @@ def test_resuming_with_another_teacher_is_refused(trained, tmp_path):
     finally:
         teacher_path.write_bytes(original)
     assert Trainer(longer, DistInfo()).resume()  # the original teacher resumes
+
+
+@pytest.mark.gpu
+def test_on_the_gpu_the_teacher_runs_in_bf16_and_the_student_as_the_step_says(tmp_path, teacher):
+    mfd = build_mfd(tmp_path, teacher, attentive=True).cuda().train()
+    seen = {}
+    for name in ("teacher", "encoder"):
+        getattr(mfd, name).patch_embed.register_forward_hook(lambda m, i, out, name=name: seen.update({name: out[0].dtype}))
+    batch = {"clip": CLIP.cuda(), "masks": [(VISIBLE.cuda(), MASKED.cuda())]}
+    loss, metrics = mfd(batch)  # an fp32 step: the teacher alone in bf16
+    loss.backward()
+    assert seen == {"teacher": torch.bfloat16, "encoder": torch.float32}
+    assert torch.isfinite(loss) and metrics["saliency_kept"] > 0
+    assert all(p.grad is None for p in mfd.teacher.parameters())

@@ -150,3 +150,38 @@ def test_slws_goes_on_the_trained_encoder_only_and_refuses_where_it_cannot_work(
                objective={"name": "arm", "cluster_size": 1, "decoder": {"width": 16, "depth": 1, "num_heads": 2}})
     with pytest.raises(ValueError, match="cannot shuffle ARM's encoder: its causal scan order"):
         build_objective(config_from_dict(raw))
+
+
+def test_activation_checkpointing_replays_the_same_shuffles():
+    clip = torch.randn(2, 3, 4, 32, 32)
+    grads = []
+    for checkpoint_blocks in (0, 3):
+        encoder = tiny_encoder(checkpoint_blocks=checkpoint_blocks).train()
+        shuffle_blocks(encoder.stack.blocks, 1.0)
+        torch.manual_seed(5)
+        encoder(clip).square().mean().backward()  # the recomputation draws again: it must draw the same
+        grads.append([p.grad for p in encoder.parameters()])
+    for kept, recomputed in zip(*grads):
+        torch.testing.assert_close(recomputed, kept)
+
+
+@pytest.mark.gpu
+def test_on_the_gpu_shuffles_are_seeded_undone_and_replayed():
+    clip = torch.randn(2, 3, 4, 32, 32, device="cuda")
+    outputs = []
+    for checkpoint_blocks in (0, 3, 3):
+        encoder = tiny_encoder(checkpoint_blocks=checkpoint_blocks).cuda().train()
+        shuffle_blocks(encoder.stack.blocks, 1.0)
+        torch.manual_seed(5)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            out = encoder(clip)
+        out.float().square().mean().backward()
+        outputs.append((out, encoder.patch_embed.proj.weight.grad))
+    for out, grad in outputs[1:]:
+        torch.testing.assert_close(out, outputs[0][0])
+        torch.testing.assert_close(grad, outputs[0][1])
+    blocks = nn.ModuleList(PerTokenBlock(8) for _ in range(4)).cuda()
+    tokens = torch.randn(2, 64, 8, device="cuda")
+    expected = run_stack(blocks, tokens)
+    shuffle_blocks(blocks, 1.0)
+    torch.testing.assert_close(run_stack(blocks, tokens), expected)
