@@ -218,7 +218,8 @@ def test_on_the_gpu_the_teacher_runs_in_bf16_and_the_student_as_the_step_says(tm
     mfd = build_mfd(tmp_path, teacher, attentive=True).cuda().train()
     seen = {}
     for name in ("teacher", "encoder"):
-        getattr(mfd, name).patch_embed.register_forward_hook(lambda m, i, out, name=name: seen.update({name: out[0].dtype}))
+        getattr(mfd, name).patch_embed.register_forward_hook(
+            lambda module, args, out, name=name: seen.update({name: out[0].dtype}))
     batch = {"clip": CLIP.cuda(), "masks": [(VISIBLE.cuda(), MASKED.cuda())]}
     loss, metrics = mfd(batch)  # an fp32 step: the teacher alone in bf16
     loss.backward()

@@ -18,6 +18,6 @@ from .mfd import MFD, MFDConfig  # noqa: E402
 from .supervised import Supervised, SupervisedConfig  # noqa: E402
 from .vjepa import VJEPA, VJEPAConfig  # noqa: E402
 
-__all__ = ["ARM", "ARMConfig", "MAE", "MAEConfig", "MFD", "MFDConfig", "Objective", "Supervised", "SupervisedConfig", "VJEPA",
-           "VJEPAConfig", "build_objective", "objective_class", "objective_configs", "objective_names",
+__all__ = ["ARM", "ARMConfig", "MAE", "MAEConfig", "MFD", "MFDConfig", "Objective", "Supervised", "SupervisedConfig",
+           "VJEPA", "VJEPAConfig", "build_objective", "objective_class", "objective_configs", "objective_names",
            "register_objective"]

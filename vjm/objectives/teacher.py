@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
@@ -27,11 +28,14 @@ import torch.nn.functional as F
 
 from vjm.config import ConfigError
 
+if TYPE_CHECKING:
+    from vjm.eval.frozen import EncoderInfo
+
 GRID_MATCHES = ("same", "pool")
 FINGERPRINT_CHARS = 16  # vjm.eval.features.encoder_fingerprint: 16 hex digits
 
 
-def load_teacher(checkpoint: str | os.PathLike, which: str | None) -> tuple[nn.Module, "EncoderInfo"]:  # noqa: F821
+def load_teacher(checkpoint: str | os.PathLike, which: str | None) -> tuple[nn.Module, EncoderInfo]:
     """The frozen encoder ``which`` of ``checkpoint`` (None = its objective's default) and what it is."""
     from vjm.eval.frozen import load_frozen_encoder  # vjm.eval imports the objectives
 

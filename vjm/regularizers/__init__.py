@@ -2,7 +2,9 @@
 
 A config lists them (``regularizers: [{kind: vicreg, apply_to: context, var_weight: 1.0}]``); an
 objective exposes named tensors (V-JEPA: ``context``, the context encoder's tokens) and calls its
-``regularizers`` on them; each regulariser picks the tensor its ``apply_to`` names.
+``regularizers`` on them; each regulariser picks the tensor its ``apply_to`` names. A regulariser
+that adds no loss term (SLWS, ``{kind: slws, rate: 0.1}``) changes the objective's trained encoder
+instead, when the objective is built (``Regularizer.attach``).
 """
 
 from vjm.regularizers.base import Regularizer, Regularizers
