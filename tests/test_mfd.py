@@ -152,7 +152,12 @@ def test_a_teacher_on_another_token_grid_needs_grid_match_pool(tmp_path):
     fine = save_teacher(tmp_path / "patch8.pt", patch_size=8)  # a 2 x 4 x 4 grid for the student's 2 x 2 x 2
     with pytest.raises(ConfigError, match=r"objective 'mfd': the teacher's token grid \(T', H', W'\) = \(2, 4, 4\) "
                                           r"differs from the student's \(2, 2, 2\); set 'objective.grid_match: pool'"):
-        build_mfd(tmp_path, fine)
+        config_from_dict(mfd_config(tmp_path, tmp_path, fine))  # when the config is read
+    with pytest.raises(ConfigError, match=r"the teacher's token grid \(T', H', W'\) = \(2, 4, 4\)"):
+        fine.rename(tmp_path / "later.pt")  # a teacher that appears after the config was read: when it is built
+        cfg = config_from_dict(mfd_config(tmp_path, tmp_path, fine))
+        (tmp_path / "later.pt").rename(fine)
+        build_objective(cfg)
     mfd = build_mfd(tmp_path, fine, grid_match="pool")
     targets, _ = mfd.targets(CLIP)
     with torch.no_grad():

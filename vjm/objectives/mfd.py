@@ -39,7 +39,8 @@ from .base import Objective
 from .mae import DecoderConfig
 from .registry import register_objective
 from .saliency import SALIENCIES, resolve_saliency, teacher_tokens
-from .teacher import GRID_MATCHES, TeacherRecord, check_grids, load_teacher, match_grid
+from .teacher import (GRID_MATCHES, TeacherRecord, check_grids, config_grid_problem, load_teacher, match_grid,
+                      saved_model_section)
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +88,23 @@ class MFDConfig(ObjectiveConfig):
             errors.append("'objective.teacher.checkpoint' is not set: MFD distils a trained vjm encoder; give its "
                           "checkpoint (e.g. runs/mae_tiny/latest.pt after python -m launch.local --fname "
                           "configs/mae_tiny.yaml --devices cpu)")
-        return errors + (self.decoder.problems() if self.target == "distill" else [])
+        errors += self.decoder.problems() if self.target == "distill" else []
+        return errors + self.grid_problems(cfg)
+
+    def grid_problems(self, cfg: Config) -> list[str]:
+        """The teacher's token grid against the student's, when the teacher file is there to read."""
+        from vjm.masks import token_grid
+
+        saved = saved_model_section(self.teacher.checkpoint) if self.teacher.checkpoint else None
+        d, m = cfg.data, cfg.model
+        try:
+            student_grid = token_grid(d.frames_per_clip, d.crop_size, m.patch_size, m.tubelet_size)
+        except ValueError:
+            return []  # the general checks name the crop or frames that do not divide
+        if saved is None:
+            return []
+        problem = config_grid_problem(saved, d.frames_per_clip, d.crop_size, student_grid, self.grid_match)
+        return [f"objective 'mfd': {problem}"] if problem else []
 
 
 class AlignHead(nn.Module):

@@ -18,6 +18,7 @@ extent, e.g. a patch-8 teacher for a patch-16 student).
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,7 +27,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from vjm.config import ConfigError
+from vjm.config import ConfigError, ModelConfig
 
 if TYPE_CHECKING:
     from vjm.eval.frozen import EncoderInfo
@@ -102,6 +103,42 @@ def match_grid(tokens: torch.Tensor, teacher_grid: tuple[int, int, int],
     volume = tokens.transpose(1, 2).reshape(batch, width, *teacher_grid)
     kernel = tuple(t // s for t, s in zip(teacher_grid, student_grid))
     return F.avg_pool3d(volume.float(), kernel).flatten(2).transpose(1, 2).to(tokens.dtype)
+
+
+def saved_model_section(checkpoint: str | os.PathLike) -> dict | None:
+    """The model section a teacher file was trained with, read without its weights (the config's
+    check of the token grids); None when the file is missing or unreadable: building the objective
+    then says why."""
+    from vjm.models.exported import is_exported
+    from vjm.train.checkpoint import load_checkpoint
+
+    path = Path(checkpoint)
+    if not path.is_file():
+        return None
+    try:
+        if is_exported(path):
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as f:
+                return json.loads((f.metadata() or {})["model"])
+        model = load_checkpoint(path, mmap=True)["config"]["model"]
+        return model if isinstance(model, dict) else None
+    except (ValueError, KeyError, TypeError, OSError):  # json's errors are ValueErrors
+        return None
+
+
+def config_grid_problem(model: dict, frames: int, crop_size: int, student_grid: tuple[int, int, int],
+                        match: str) -> str | None:
+    """grid_problem for the teacher a saved model section describes, on clips of the config's size."""
+    from vjm.masks import token_grid
+
+    defaults = ModelConfig()
+    try:
+        teacher_grid = token_grid(frames, crop_size, model.get("patch_size", defaults.patch_size),
+                                  model.get("tubelet_size", defaults.tubelet_size))
+    except ValueError:
+        return None  # clips the teacher cannot embed: building the objective says so
+    return grid_problem(teacher_grid, student_grid, match)
 
 
 def check_grids(teacher: nn.Module, clip_shape: tuple[int, ...], student_grid: tuple[int, int, int],
