@@ -96,13 +96,13 @@ class MFDConfig(ObjectiveConfig):
         from vjm.masks import token_grid
 
         saved = saved_model_section(self.teacher.checkpoint) if self.teacher.checkpoint else None
+        if saved is None:
+            return []
         d, m = cfg.data, cfg.model
         try:
             student_grid = token_grid(d.frames_per_clip, d.crop_size, m.patch_size, m.tubelet_size)
         except ValueError:
             return []  # the general checks name the crop or frames that do not divide
-        if saved is None:
-            return []
         problem = config_grid_problem(saved, d.frames_per_clip, d.crop_size, student_grid, self.grid_match)
         return [f"objective 'mfd': {problem}"] if problem else []
 
