@@ -1,7 +1,7 @@
 """A frozen teacher from a vjm checkpoint, and how its tokens meet a student's (MFD).
 
     teacher, info = load_teacher("runs/mae_tiny/latest.pt", which=None)   # frozen, eval mode
-    record = TeacherRecord(info)            # what the student's checkpoints keep of it: a fingerprint
+    record = TeacherRecord(info.fingerprint, info.checkpoint)   # what the student's checkpoints keep: 16 bytes
     tokens = match_grid(teacher_tokens, teacher_grid, student_grid)
 
 The teacher is any encoder of any vjm checkpoint (V-JEPA's target encoder, an MAE or supervised
