@@ -171,6 +171,22 @@ def test_a_teacher_on_another_token_grid_needs_grid_match_pool(tmp_path):
         build_mfd(tmp_path, coarse, grid_match="pool")
 
 
+def test_an_exported_encoder_teaches_as_its_checkpoint_does(tmp_path, teacher):
+    from vjm.eval.frozen import load_frozen_encoder
+    from vjm.models import save_exported
+
+    encoder, info = load_frozen_encoder(teacher)
+    exported = save_exported(encoder, config_from_dict(tiny_config(tmp_path, tmp_path)).model, tmp_path / "t.safetensors")
+    from_checkpoint, from_export = build_mfd(tmp_path, teacher), build_mfd(tmp_path, exported)
+    assert torch.equal(from_export.teacher_record.fingerprint, from_checkpoint.teacher_record.fingerprint)
+    torch.testing.assert_close(from_export(BATCH)[0], from_checkpoint(BATCH)[0])
+    fine, _ = load_frozen_encoder(save_teacher(tmp_path / "patch8.pt", patch_size=8))
+    model = config_from_dict(tiny_config(tmp_path, tmp_path, model={"patch_size": 8})).model
+    fine_export = save_exported(fine, model, tmp_path / "patch8.safetensors")
+    with pytest.raises(ConfigError, match=r"the teacher's token grid \(T', H', W'\) = \(2, 4, 4\) differs"):
+        config_from_dict(mfd_config(tmp_path, tmp_path, fine_export))  # read from the file's metadata
+
+
 def test_config_errors_name_the_missing_teacher(tmp_path):
     with pytest.raises(ConfigError, match="'objective.teacher.checkpoint' is not set"):
         config_from_dict({"objective": {"name": "mfd"}})
