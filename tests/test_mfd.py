@@ -176,7 +176,8 @@ def test_an_exported_encoder_teaches_as_its_checkpoint_does(tmp_path, teacher):
     from vjm.models import save_exported
 
     encoder, info = load_frozen_encoder(teacher)
-    exported = save_exported(encoder, config_from_dict(tiny_config(tmp_path, tmp_path)).model, tmp_path / "t.safetensors")
+    model = config_from_dict(tiny_config(tmp_path, tmp_path)).model
+    exported = save_exported(encoder, model, tmp_path / "teacher.safetensors")
     from_checkpoint, from_export = build_mfd(tmp_path, teacher), build_mfd(tmp_path, exported)
     assert torch.equal(from_export.teacher_record.fingerprint, from_checkpoint.teacher_record.fingerprint)
     torch.testing.assert_close(from_export(BATCH)[0], from_checkpoint(BATCH)[0])
