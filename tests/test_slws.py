@@ -138,6 +138,11 @@ def test_slws_goes_on_the_trained_encoder_only_and_refuses_where_it_cannot_work(
     loss, metrics = vjepa({"clip": torch.randn(2, 3, 4, 32, 32),
                            "masks": [(torch.tensor([[0, 1], [0, 2]]), torch.tensor([[2, 3], [1, 3]]))] * 2})
     assert torch.isfinite(loss) and not any(key.startswith("encoder_") for key in metrics)  # no loss term
+    supervised = {**raw, "masks": None, "objective": {"name": "supervised", "num_classes": 4, "head": "mean"}}
+    objective = build_objective(config_from_dict(supervised))  # exposes 'tokens', not 'context': no loss term asked
+    loss, metrics = objective({"clip": torch.randn(2, 3, 4, 32, 32), "label": torch.tensor([0, 3])})
+    assert torch.isfinite(loss) and set(metrics) == {"loss", "top1"}
+    assert [len(block._forward_pre_hooks) for block in objective.encoder.stack.blocks] == [0, 1]
     with pytest.raises(ValueError, match="applies to 'target_encoder', but VJEPA trains 'encoder'"):
         build_regularizers([{"kind": "slws", "apply_to": "target_encoder"}]).attach(vjepa)
     with pytest.raises(ValueError, match="regularizers\\[0\\]: kind 'slws': rate must be a probability"):
