@@ -16,6 +16,7 @@ from vjm.config import config_from_dict, load_config
 from vjm.models import Predictor, sincos_3d
 from vjm.objectives import build_objective
 from vjm.objectives.vjepa import VJEPA, variance_term
+from vjm.train.checkpoint import save_checkpoint
 from vjm.train.distributed import DistInfo
 from vjm.train.engine import NonFiniteLossError, Trainer
 from vjm.train.optim import Schedules, build_optimizer, decays
@@ -46,6 +47,14 @@ def tiny_config(tmp_path: Path, toy_root: Path, **sections) -> dict:
 def write_config(raw: dict, path: Path) -> Path:
     path.write_text(yaml.safe_dump(raw))
     return path
+
+
+def save_initial_checkpoint(cfg, path: Path, seed: int = 0) -> Path:
+    """A checkpoint of ``cfg``'s objective at step 0 with weights drawn from ``seed`` (no data read)."""
+    torch.manual_seed(seed)
+    models = {name: module.state_dict() for name, module in build_objective(cfg).checkpoint_modules().items()}
+    return save_checkpoint({"config": cfg.to_dict(), "objective": cfg.objective.name, "step": 0, "models": models},
+                           path)
 
 
 def read_losses(run_dir: Path) -> dict[int, float]:
@@ -259,7 +268,8 @@ def run_launcher(config: Path, *extra: str) -> subprocess.Popen:
 
 def resumable_config(tmp_path: Path, toy_root: Path, objective: str) -> dict:
     """tiny_config for ``objective``; MAE's and ARM's also draw their TensorBoard pictures, which must
-    not change what is trained; the supervised one fine-tunes with mixup, cutmix, EMA and layer decay."""
+    not change what is trained; the supervised one fine-tunes with mixup, cutmix, EMA and layer decay;
+    MFD's student draws attentive masks and is shuffled by SLWS, both from the checkpointed streams."""
     raw = tiny_config(tmp_path, toy_root, data={"num_workers": 1})
     if objective == "mae":
         raw["masks"] = [{"kind": "tube", "ratio": 0.5}]
@@ -270,6 +280,12 @@ def resumable_config(tmp_path: Path, toy_root: Path, objective: str) -> dict:
         raw["objective"] = {"name": "arm", "cluster_size": 2, "decoder": {"width": 16, "depth": 1, "num_heads": 2}}
         del raw["masks"]
         raw["train"]["image_every"] = 2
+    if objective == "mfd":  # a V-JEPA teacher; the student draws attentive masks and shuffles (SLWS)
+        teacher = save_initial_checkpoint(config_from_dict(raw), tmp_path / "teacher.pt")
+        raw["masks"] = [{"kind": "random", "ratio": 0.5}]
+        raw["objective"] = {"name": "mfd", "teacher": {"checkpoint": str(teacher)}, "attentive": True,
+                            "decoder": {"width": 16, "depth": 1, "num_heads": 2}}
+        raw["regularizers"] = [{"kind": "slws", "rate": 1.0}]
     if objective == "supervised":  # fine-tuning's recipe: mixing (numpy's stream), a weight EMA, layer decay
         del raw["masks"]
         raw["objective"] = {"name": "supervised", "num_classes": 8, "head": "mean", "mixup": 0.8, "cutmix": 1.0,
@@ -280,7 +296,7 @@ def resumable_config(tmp_path: Path, toy_root: Path, objective: str) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("objective", ["vjepa", "mae", "arm", "supervised"])
+@pytest.mark.parametrize("objective", ["vjepa", "mae", "arm", "supervised", "mfd"])
 def test_sigkill_then_restart_resumes_exactly(tmp_path, toy_root, objective):
     """Killed with SIGKILL and started again with the same command, the run continues from its
     last checkpoint and the following losses equal those of an uninterrupted run."""

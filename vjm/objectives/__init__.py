@@ -14,9 +14,10 @@ from .registry import objective_class, objective_configs, objective_names, regis
 # Importing the objectives registers them.
 from .arm import ARM, ARMConfig  # noqa: E402
 from .mae import MAE, MAEConfig  # noqa: E402
+from .mfd import MFD, MFDConfig  # noqa: E402
 from .supervised import Supervised, SupervisedConfig  # noqa: E402
 from .vjepa import VJEPA, VJEPAConfig  # noqa: E402
 
-__all__ = ["ARM", "ARMConfig", "MAE", "MAEConfig", "Objective", "Supervised", "SupervisedConfig", "VJEPA",
-           "VJEPAConfig", "build_objective", "objective_class", "objective_configs", "objective_names",
+__all__ = ["ARM", "ARMConfig", "MAE", "MAEConfig", "MFD", "MFDConfig", "Objective", "Supervised", "SupervisedConfig",
+           "VJEPA", "VJEPAConfig", "build_objective", "objective_class", "objective_configs", "objective_names",
            "register_objective"]

@@ -139,6 +139,7 @@ def _meta_encoder(cfg: Config) -> nn.Module | None:
 class ARM(Objective):
     encoders = ("encoder",)
     eval_encoder = "encoder"
+    causal = True
 
     def __init__(self, encoder: nn.Module, decoder: ClusterDecoder, cluster_size: int, taps: list[int],
                  norm_pix: bool = True):

@@ -24,6 +24,11 @@ class Objective(nn.Module):
     # Children that are encoders (evaluations may take any of them), and the one evaluated by default.
     encoders: ClassVar[tuple[str, ...]] = ("encoder",)
     eval_encoder: ClassVar[str] = "encoder"
+    # The encoder the optimiser trains (V-JEPA's context encoder, not its EMA target; MFD's student, not
+    # its frozen teacher): regularisers that change a model (SLWS) apply to it alone.
+    trained_encoder: ClassVar[str] = "encoder"
+    # True when the encoder's token order is what hides the targets (ARM's causal scan): nothing may reorder it.
+    causal: ClassVar[bool] = False
 
     def __init__(self, regularizers: Regularizers | None = None):
         super().__init__()

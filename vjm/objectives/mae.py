@@ -40,6 +40,12 @@ class DecoderConfig:
     depth: int = param(8, "decoder blocks (MAE: 8; VideoMAE: 4)", range=AT_LEAST_1)
     num_heads: int = param(16, "attention heads (must divide the width)", range=AT_LEAST_1)
 
+    def problems(self) -> list[str]:
+        if self.width % self.num_heads:
+            return [f"'objective.decoder.width' = {self.width} is not divisible by 'objective.decoder.num_heads' = "
+                    f"{self.num_heads}"]
+        return []
+
 
 @dataclass
 class MAEConfig(ObjectiveConfig):
@@ -55,11 +61,7 @@ class MAEConfig(ObjectiveConfig):
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
 
     def cross_check(self, cfg: Config) -> list[str]:
-        errors = []
-        d = self.decoder
-        if d.width % d.num_heads:
-            errors.append(f"'objective.decoder.width' = {d.width} is not divisible by 'objective.decoder.num_heads' "
-                          f"= {d.num_heads}")
+        errors = self.decoder.problems()
         for i, spec in enumerate(cfg.masks or []):
             if isinstance(spec, dict) and spec.get("kind") not in MASK_KINDS:
                 errors.append(f"'masks' item {i}: objective 'mae' does not take mask kind {spec.get('kind')!r}; "
@@ -104,22 +106,16 @@ class MAE(Objective):
         clip, masks = batch["clip"], batch["masks"]
         with torch.no_grad():
             targets = self.targets(clip)
-        errors, regularizer_terms, regularizer_metrics = [], [], []
+        errors, exposed = [], []
         for visible, masked in masks:
             pred, encoded = self.predict(clip, visible, masked)
             # Masked tokens only: the visible ones are the input, copying them teaches nothing.
             errors.append((pred.float() - gather_tokens(targets, masked)).square().mean())
-            if self.regularizers:
-                term, values = self.regularizers(context=encoded)
-                regularizer_terms.append(term)
-                regularizer_metrics.append(values)
+            exposed.append({"context": encoded})
         mse = torch.stack(errors).mean()
-        loss = mse
-        metrics = {"mse": mse.detach()}
-        if regularizer_terms:
-            loss = loss + torch.stack(regularizer_terms).mean()
-            for key in regularizer_metrics[0]:
-                metrics[key] = torch.stack([values[key] for values in regularizer_metrics]).mean()
+        term, regularizer_metrics = self.regularizers.average(exposed)
+        loss = mse + term
+        metrics = {"mse": mse.detach(), **regularizer_metrics}
         if len(errors) > 1:
             metrics.update({f"mse_mask{i}": error.detach() for i, error in enumerate(errors)})
         return loss, {"loss": loss.detach(), **metrics}

@@ -136,7 +136,7 @@ class VJEPA(Objective):
         clip, masks = batch["clip"], batch["masks"]
         grid = self.encoder.patch_embed.grid(clip.shape)
         targets = self.targets(clip)
-        distances, context_distances, variances, regularizer_terms, regularizer_metrics = [], [], [], [], []
+        distances, context_distances, variances, exposed = [], [], [], []
         for mask_index, (context_idx, target_idx) in enumerate(masks):
             context = self.encoder(clip, keep=context_idx)
             if self.context_weight:
@@ -147,10 +147,7 @@ class VJEPA(Objective):
                 pred = self.predictor(context, context_idx, target_idx, grid, mask_index)
             distances.append(self.distance(pred, gather_tokens(targets, target_idx)))
             variances.append(variance_term(pred, self.var_form))
-            if self.regularizers:
-                term, values = self.regularizers(context=context)
-                regularizer_terms.append(term)
-                regularizer_metrics.append(values)
+            exposed.append({"context": context})
         distance = torch.stack(distances).mean()
         variance = torch.stack(variances).mean()
         loss = distance + self.var_weight * variance
@@ -159,10 +156,9 @@ class VJEPA(Objective):
             context_distance = torch.stack(context_distances).mean()
             loss = loss + self.context_weight * context_distance
             metrics[f"{self.loss}_context"] = context_distance.detach()
-        if regularizer_terms:
-            loss = loss + torch.stack(regularizer_terms).mean()
-            for key in regularizer_metrics[0]:
-                metrics[key] = torch.stack([values[key] for values in regularizer_metrics]).mean()
+        term, regularizer_metrics = self.regularizers.average(exposed)
+        loss = loss + term
+        metrics.update(regularizer_metrics)
         # Collapse monitor: the targets' effective rank falls long before the loss says anything.
         metrics = {"loss": loss.detach(), **metrics, "target_rank": effective_rank(targets)}
         for mask_index, value in enumerate(distances):
