@@ -4,10 +4,11 @@
 # each section of `python -m bench.throughput` under its own time limit (a slow one cannot eat the
 # rest), printing its Markdown and appending it to $OUT/perf.md (logs beside it).
 #
-#   OUT=/some/dir bench/perf_device.sh
+#   OUT=/some/dir bench/perf_device.sh [SECTION...]     # default: every section, in this order
 #
 # Sections (seconds): V-JEPA 110 (the first pays the Triton compiles), MAE 70, ARM 85, supervised 70,
-# GPU busy 55, small clips 70 (the toy dataset is generated first): 460 s, and the wheel install.
+# GPU busy 55, small clips 70 (the toy dataset is generated first), slws 150 (SLWS's cost: the V-JEPA
+# step at 16 x 224^2 with rate 0 and 0.5, twice each): 610 s, and the wheel install.
 set -uo pipefail
 out=${OUT:?set OUT to the folder that comes back}
 # .cudawheels/ holds wheels, or an installed site folder as a split archive (cuda_site.tar.xz.part*).
@@ -39,10 +40,30 @@ section() {  # section NAME SECONDS bench.throughput-args...
     echo | tee -a "$report"
 }
 
-section vjepa 110 --tables vjepa "${common[@]}"
-section mae 70 --tables mae "${common[@]}"
-section arm 85 --tables arm "${common[@]}"
-section supervised 70 --tables supervised "${common[@]}"
-section busy 55 --tables busy --scan-backends triton --busy-frames 16 --steps 5 --warmup 2 --busy-steps 2
-section small_clip 70 --tables small-clip --small-clip-steps 60 --small-clip-staged-steps 20 --warmup 3
+slws() {  # SLWS's cost (issue 19): the V-JEPA step at 16 x 224^2 without and with it, in turn
+    local config=configs/vjepa_k400_tiny.yaml args=(--batch 16 --steps 15 --warmup 3)
+    for rate in 0 0.5 0 0.5; do
+        python3 -m bench.train_step --fname $config "${args[@]}" --set "regularizers=[{kind: slws, rate: $rate}]" \
+            | sed "s/^| vjepa/| slws rate $rate, vjepa/" | grep -E "^\| slws" | tee -a "$report"
+    done
+    echo | tee -a "$report"
+}
+
+run_section() {
+    case $1 in
+        vjepa) section vjepa 110 --tables vjepa "${common[@]}" ;;
+        mae) section mae 70 --tables mae "${common[@]}" ;;
+        arm) section arm 85 --tables arm "${common[@]}" ;;
+        supervised) section supervised 70 --tables supervised "${common[@]}" ;;
+        busy) section busy 55 --tables busy --scan-backends triton --busy-frames 16 --steps 5 --warmup 2 --busy-steps 2 ;;
+        small_clip) section small_clip 70 --tables small-clip --small-clip-steps 60 --small-clip-staged-steps 20 --warmup 3 ;;
+        slws) timeout -k 10 150 bash -c "$(declare -f slws); report=$report; slws" ;;
+        *) echo "perf_device.sh: unknown section $1 (vjepa mae arm supervised busy small_clip slws)"; exit 2 ;;
+    esac
+}
+
+# Sections named on the command line, in that order; all of them by default.
+for name in "${@:-vjepa mae arm supervised busy small_clip slws}"; do
+    for one in $name; do run_section "$one"; done
+done
 echo "perf_device.sh: $SECONDS s in all" | tee -a "$report"
