@@ -18,6 +18,10 @@ Tasks (vjm.data.bench_tasks, generated once, real handwriting over real photos):
 * ``arm``: configs/arm_tiny.yaml's objective, optimiser and encoder (MambaMLP-Ti: ARM needs one
   causal scan, which the main job's bidirectional encoder is not) on the same data and length,
   at the largest budget, against the random-init control of its own architecture;
+* ``vjepa_slws``: the main recipe with the SLWS regulariser added (rate 0.1), at the largest budget;
+* ``mfd``: configs/mfd_tiny.yaml's objective (masked feature distillation) on the main job's
+  encoder, data and length, its teacher the ``mae`` run of the same seed (planned, and trained
+  first, whenever ``mfd`` is asked for), at the largest budget;
 * ``supervised``: the same encoder trained with each task's labels (vjm's ``supervised``
   objective through the same engine): the upper bound of that task. With ``--bound probe`` (the
   default) its encoder is probed like every other; with ``--bound finetune`` the run is
@@ -68,6 +72,8 @@ logger = logging.getLogger("evals.quality")
 MAIN_CONFIG = REPO / "configs" / "vjepa_tiny.yaml"
 MAE_CONFIG = REPO / "configs" / "mae_tiny.yaml"
 ARM_CONFIG = REPO / "configs" / "arm_tiny.yaml"
+MFD_CONFIG = REPO / "configs" / "mfd_tiny.yaml"
+SLWS = {"kind": "slws", "rate": 0.1}  # seed 004's rate at base size, as configs/mfd_tiny.yaml
 PROBE_CONFIG = REPO / "configs" / "eval" / "bench.yaml"
 
 
@@ -91,9 +97,9 @@ BUDGETS = {
     # each with 5-7 runs side by side on an H200 (docs/QUALITY.md), so the curve ends at 512 steps.
     "gpu": Budget(steps=(128, 256, 512), batch_size=32, num_train=2048, num_val=1024, pretrain_seeds=2,
                   probe_seeds=3, probe_epochs=20,
-                  rows=("random", "vjepa", "vjepa_vit", "mae", "arm", "supervised")),
+                  rows=("random", "vjepa", "vjepa_vit", "vjepa_slws", "mae", "arm", "mfd", "supervised")),
 }
-ROWS = ("random", "vjepa", "vjepa_vit", "mae", "arm", "supervised")
+ROWS = ("random", "vjepa", "vjepa_vit", "vjepa_slws", "mae", "arm", "mfd", "supervised")
 
 
 @dataclass
@@ -108,6 +114,7 @@ class Encoder:
     run_dir: Path | None = None
     pretrain_s: float | None = None  # wall-clock seconds of its pre-training
     arch: str = ""  # its model section, as text: rows compare with the control and bound of their own
+    teacher: str | None = None  # the run whose encoder it distils (MFD): pre-trained first
     probes: dict[str, list[float]] = field(default_factory=dict)  # task -> top-1 of each probe seed
 
 
@@ -185,8 +192,18 @@ def plan(args, budget: Budget, lists: dict, out: Path) -> list[Encoder]:
             encoders += [pretrained("vjepa", TASKS, steps, seed, []) for steps in budget.steps]
         if "vjepa_vit" in budget.rows:
             encoders.append(pretrained("vjepa_vit", TASKS, largest, seed, ["model.name=vit_tiny"]))
-        if "mae" in budget.rows:
+        if "vjepa_slws" in budget.rows:
+            regularizers = load_config(MAIN_CONFIG).to_dict()["regularizers"] + [SLWS]
+            encoders.append(pretrained("vjepa_slws", TASKS, largest, seed,
+                                       [f"regularizers={json.dumps(regularizers)}"]))
+        if "mae" in budget.rows or "mfd" in budget.rows:  # MAE's encoder is MFD's teacher
             encoders.append(pretrained("mae", TASKS, largest, seed, objective_overrides(MAE_CONFIG)))
+        if "mfd" in budget.rows:
+            teacher = encoders[-1]
+            student = pretrained("mfd", TASKS, largest, seed, objective_overrides(MFD_CONFIG) + [
+                f"objective.teacher.checkpoint={teacher.run_dir / 'latest.pt'}"])
+            student.teacher = teacher.run_dir.name
+            encoders.append(student)
         if "arm" in budget.rows:
             encoders.append(pretrained("arm", TASKS, largest, seed,
                                        objective_overrides(ARM_CONFIG) + model_overrides(ARM_CONFIG)))
@@ -295,7 +312,10 @@ def pretraining_jobs(encoders: list[Encoder], args) -> list[Job]:
         if is_finetuned_bound(enc, args):  # trains, then evaluates its own classifier
             command = [sys.executable, "-m", "evals.finetune", "--fname", str(enc.config), "--random-init",
                        "--devices", device, "--output-dir", str(enc.run_dir)]
-        jobs.append(Job(enc.run_dir.name, command, enc.run_dir.parent / f"{enc.run_dir.name}.log", on_done=done))
+        # A student waits for its teacher's run (planned before it), unless that finished in an earlier run.
+        after = enc.teacher if enc.teacher in {job.name for job in jobs} else None
+        jobs.append(Job(enc.run_dir.name, command, enc.run_dir.parent / f"{enc.run_dir.name}.log", after=after,
+                        on_done=done))
     return jobs
 
 

@@ -152,3 +152,26 @@ def test_a_fine_tuned_bound_is_trained_by_evals_finetune_and_read_from_its_resul
     (bound.run_dir / "results.json").write_text('{"top1": 91.5}')
     run_benchmark(encoders, budget, LISTS, tmp_path, parse_args(["--bound", "finetune", "--report-only"]))
     assert bound.probes == {"digit": [91.5]}
+
+
+def test_the_mfd_row_distils_the_mae_run_of_its_seed_after_it_has_trained(tmp_path):
+    args = parse_args(["--rows", "random", "mfd"])
+    encoders = plan(args, small_budget(pretrain_seeds=1, rows=("random", "mfd")), LISTS, tmp_path)
+    assert [enc.row for enc in encoders] == ["mae", "mfd", "random"]  # the teacher is planned with it
+    mae, mfd = encoders[0], encoders[1]
+    student = load_config(mfd.config, check_data=False)
+    assert student.objective.name == "mfd" and student.objective.teacher.checkpoint == str(mae.run_dir / "latest.pt")
+    assert mfd.arch == encoders[2].arch  # the main recipe's encoder and control
+    jobs = {job.name: job for job in pretraining_jobs(encoders, args)}
+    assert jobs[mfd.run_dir.name].after == mae.run_dir.name and jobs[mae.run_dir.name].after is None
+    (mae.run_dir).mkdir(parents=True)
+    (mae.run_dir / "pretrain_done.json").write_text('{"seconds": 1.0}')  # a rerun: the teacher is done
+    jobs = {job.name: job for job in pretraining_jobs(encoders, args)}
+    assert mae.run_dir.name not in jobs and jobs[mfd.run_dir.name].after is None
+
+
+def test_the_slws_row_adds_slws_to_the_main_recipes_regularisers(tmp_path):
+    encoders = plan(parse_args([]), small_budget(pretrain_seeds=1, rows=("vjepa_slws",)), LISTS, tmp_path)
+    recipe = load_config(REPO / "configs" / "vjepa_tiny.yaml")
+    regularizers = load_config(encoders[0].config, check_data=False).regularizers
+    assert regularizers == recipe.regularizers + [{"kind": "slws", "rate": 0.1}]
