@@ -6,12 +6,15 @@ many tokens stay visible (its ratio); which ones is drawn here, without replacem
 probability proportional to saliency^(1 / temperature) (Gumbel top-k: the k largest of
 log-weight + Gumbel noise are a draw of k items without replacement, each next one in proportion
 to its weight). The noise comes from torch's global generator of the saliency's device, which the
-engine checkpoints, so a resumed run draws the same masks.
+engine checkpoints, so a resumed run draws the same masks; it is drawn for the global batch, so a
+sample's mask is the same on any number of processes.
 """
 
 from __future__ import annotations
 
 import torch
+
+from vjm.global_batch import draw_for_rows
 
 SALIENCY_FLOOR = 1e-6  # a token of zero saliency may still be drawn, last
 
@@ -29,7 +32,9 @@ def attentive_split(saliency: torch.Tensor, num_visible: int, temperature: float
     if temperature <= 0:
         raise ValueError(f"attentive masks: temperature must be > 0, got {temperature}")
     log_weight = saliency.float().clamp_min(SALIENCY_FLOOR).log() / temperature
-    uniform = torch.rand(saliency.shape, device=saliency.device).clamp_(1e-20, 1 - 1e-7)
+    # Drawn for the global batch and sliced: a sample's mask does not depend on the number of processes.
+    uniform = draw_for_rows(saliency.shape[0], lambda rows: torch.rand((rows, tokens), device=saliency.device))
+    uniform = uniform.clamp_(1e-20, 1 - 1e-7)
     keys = log_weight - torch.log(-torch.log(uniform))  # + Gumbel(0, 1) noise
     order = keys.argsort(dim=1, descending=True)
     return order[:, :num_visible].sort(dim=1).values, order[:, num_visible:].sort(dim=1).values
