@@ -93,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                         help="override config keys, e.g. --set optim.layer_decay=0.8 train.epochs=5")
     start = parser.add_mutually_exclusive_group()
-    start.add_argument("--checkpoint", help="vjm checkpoint whose encoder is fine-tuned (any objective's)")
+    start.add_argument("--checkpoint", help="vjm checkpoint whose encoder is fine-tuned (any objective's), or an "
+                       "encoder written by python -m vjm.export")
     start.add_argument("--random-init", action="store_true", help="train the same encoder from scratch: the "
                                                                   "supervised baseline")
     parser.add_argument("--encoder", metavar="CHILD", help="which encoder of the checkpoint's objective (default: "

@@ -248,3 +248,19 @@ def test_fine_tuning_a_checkpoint_and_training_from_scratch_write_results(tmp_pa
     # Run again: training is finished and the results are read back, not recomputed.
     assert main(["--fname", str(config), "--random-init", "--devices", "cpu", "--output-dir", str(scratch_dir)]) \
         == scratch
+
+
+def test_an_exported_encoder_starts_fine_tuning_as_its_checkpoint_does(tmp_path, toy_root, vjepa_checkpoint):
+    from vjm.export import main as export
+
+    exported = tmp_path / "encoder.safetensors"
+    export(["--checkpoint", str(vjepa_checkpoint), "--out", str(exported)])
+    model = config_from_dict(finetune_config(tmp_path, toy_root)).model
+    from_checkpoint, from_export = build_encoder(model), build_encoder(model)
+    info = load_encoder_weights(from_export, model, exported)
+    load_encoder_weights(from_checkpoint, model, vjepa_checkpoint)
+    assert (info.objective, info.which) == ("vjepa", "target_encoder")
+    for name, weight in from_checkpoint.state_dict().items():
+        torch.testing.assert_close(from_export.state_dict()[name], weight)
+    with pytest.raises(ValueError, match="it holds only 'target_encoder', not 'encoder'"):
+        load_encoder_weights(build_encoder(model), model, exported, "encoder")

@@ -12,6 +12,7 @@ encoder is rebuilt from the checkpoint's own config and its weights are loaded s
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ import torch.nn as nn
 
 from vjm.config import ModelConfig, config_from_dict, load_config
 from vjm.models import build_encoder
-from vjm.models.exported import exported_model, is_exported, load_exported
+from vjm.models.exported import exported_model, is_exported, load_exported, read_exported
 from vjm.models.weights import load_weights
 from vjm.objectives import objective_class, objective_names
 from vjm.train.checkpoint import load_checkpoint
@@ -119,18 +120,28 @@ def _frozen(encoder: nn.Module, model: ModelConfig, checkpoint: str | os.PathLik
     return encoder, info
 
 
-def _exported_encoder(path: Path, which: str | None, random_init: bool, seed: int) -> tuple[nn.Module, EncoderInfo]:
-    """The encoder of a file written by python -m vjm.export (or the same architecture, random)."""
-    encoder, meta = load_exported(path)
+def _exported_child(path: Path, meta: dict[str, str], which: str | None) -> str:
+    """The encoder an exported file holds, checked against the one asked for."""
     saved = meta.get("encoder", "encoder")
     if which is not None and which != saved:
         raise ValueError(f"{path} is an exported encoder: it holds only {saved!r}, not {which!r}; leave out "
                          "--encoder, or export that one from the training checkpoint (python -m vjm.export --encoder)")
+    return saved
+
+
+def _exported_step(meta: dict[str, str]) -> int | None:
+    return int(meta["step"]) if meta.get("step", "").isdigit() else None
+
+
+def _exported_encoder(path: Path, which: str | None, random_init: bool, seed: int) -> tuple[nn.Module, EncoderInfo]:
+    """The encoder of a file written by python -m vjm.export (or the same architecture, random)."""
+    encoder, meta = load_exported(path)
+    saved = _exported_child(path, meta, which)
     model = exported_model(meta)
     objective = meta.get("objective", "unknown")
     if random_init:
         return _frozen(_random_encoder(model, seed), model, path, objective, RANDOM_INIT, None)
-    step = int(meta["step"]) if meta.get("step", "").isdigit() else None
+    step = _exported_step(meta)
     _refuse_nonfinite(encoder, path, saved, step)
     return _frozen(encoder, model, path, objective, saved, step)
 
@@ -138,7 +149,8 @@ def _exported_encoder(path: Path, which: str | None, random_init: bool, seed: in
 def load_encoder_weights(encoder: nn.Module, model: ModelConfig, checkpoint: str | os.PathLike,
                          which: str | None = None) -> EncoderInfo:
     """Initialise ``encoder`` (built from ``model``, a fine-tuning config's section) with child ``which``
-    of a pre-training checkpoint (None = its objective's default): the start of fine-tuning.
+    of a pre-training checkpoint (None = its objective's default), or with the encoder of a file
+    written by python -m vjm.export: the start of fine-tuning.
 
     Unlike load_frozen_encoder the encoder is built by the caller, so its drop path or scan may differ
     from pre-training's; the model family's ``adapt_state_dict`` makes related weights fit (a 1-scan
@@ -146,20 +158,25 @@ def load_encoder_weights(encoder: nn.Module, model: ModelConfig, checkpoint: str
     model size are refused in one line naming the keys that differ.
     """
     path = Path(checkpoint)
-    state = _read_pretraining_checkpoint(path)
-    which = _choose_encoder(path, state, which)
-    weights = state["models"][which]
+    if is_exported(path):
+        weights, saved, meta = read_exported(path)
+        which, objective, step = _exported_child(path, meta, which), meta.get("objective", "unknown"), \
+            _exported_step(meta)
+        saved_model, source = dataclasses.asdict(saved), f"exported encoder {path} ({which!r})"
+    else:
+        state = _read_pretraining_checkpoint(path)
+        which, objective = _choose_encoder(path, state, which), state["objective"]
+        weights, step = state["models"][which], state["step"] if isinstance(state.get("step"), int) else None
+        saved_model = state["config"].get("model") if isinstance(state["config"], dict) else None
+        source = f"checkpoint {path} ({which!r})"
     adapt = getattr(encoder, "adapt_state_dict", None)
     if adapt is not None:
         weights = adapt(weights)
-    saved_model = state["config"].get("model") if isinstance(state["config"], dict) else None
-    load_weights(encoder, weights, source=f"checkpoint {path} ({which!r})", model=model, saved_model=saved_model,
+    load_weights(encoder, weights, source=source, model=model, saved_model=saved_model,
                  remedy="Fine-tune it with the model section it was trained with, or pass a checkpoint of this model")
-    step = state["step"] if isinstance(state.get("step"), int) else None
     _refuse_nonfinite(encoder, path, which, step)
     return EncoderInfo(model=model.name, embed_dim=int(encoder.embed_dim), checkpoint=str(path.resolve()),
-                       objective=state["objective"], which=which, step=step,
-                       fingerprint=encoder_fingerprint(encoder))
+                       objective=objective, which=which, step=step, fingerprint=encoder_fingerprint(encoder))
 
 
 def _read_pretraining_checkpoint(path: Path) -> dict[str, Any]:
