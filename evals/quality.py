@@ -197,12 +197,12 @@ def plan(args, budget: Budget, lists: dict, out: Path) -> list[Encoder]:
             encoders.append(pretrained("vjepa_slws", TASKS, largest, seed,
                                        [f"regularizers={json.dumps(regularizers)}"]))
         if "mae" in budget.rows or "mfd" in budget.rows:  # MAE's encoder is MFD's teacher
-            encoders.append(pretrained("mae", TASKS, largest, seed, objective_overrides(MAE_CONFIG)))
+            mae = pretrained("mae", TASKS, largest, seed, objective_overrides(MAE_CONFIG))
+            encoders.append(mae)
         if "mfd" in budget.rows:
-            teacher = encoders[-1]
             student = pretrained("mfd", TASKS, largest, seed, objective_overrides(MFD_CONFIG) + [
-                f"objective.teacher.checkpoint={teacher.run_dir / 'latest.pt'}"])
-            student.teacher = teacher.run_dir.name
+                f"objective.teacher.checkpoint={mae.run_dir / 'latest.pt'}"])
+            student.teacher = mae.run_dir.name
             encoders.append(student)
         if "arm" in budget.rows:
             encoders.append(pretrained("arm", TASKS, largest, seed,
