@@ -22,6 +22,9 @@ Tasks (vjm.data.bench_tasks, generated once, real handwriting over real photos):
 * ``mfd``: configs/mfd_tiny.yaml's objective (masked feature distillation) on the main job's
   encoder, data and length, its teacher the ``mae`` run of the same seed (planned, and trained
   first, whenever ``mfd`` is asked for), at the largest budget;
+* ``vjepa_finetuned``: each ``vjepa`` run of the largest budget fine-tuned on each task with the
+  supervised row's recipe (``python -m evals.finetune --checkpoint``), read by its own classifier's
+  top-1 on the validation clips: with ``--bound finetune``, fine-tuned against from scratch;
 * ``supervised``: the same encoder trained with each task's labels (vjm's ``supervised``
   objective through the same engine): the upper bound of that task. With ``--bound probe`` (the
   default) its encoder is probed like every other; with ``--bound finetune`` the run is
@@ -97,9 +100,10 @@ BUDGETS = {
     # each with 5-7 runs side by side on an H200 (docs/QUALITY.md), so the curve ends at 512 steps.
     "gpu": Budget(steps=(128, 256, 512), batch_size=32, num_train=2048, num_val=1024, pretrain_seeds=2,
                   probe_seeds=3, probe_epochs=20,
-                  rows=("random", "vjepa", "vjepa_vit", "vjepa_slws", "mae", "arm", "mfd", "supervised")),
+                  rows=("random", "vjepa", "vjepa_vit", "vjepa_slws", "mae", "arm", "mfd", "vjepa_finetuned",
+                        "supervised")),
 }
-ROWS = ("random", "vjepa", "vjepa_vit", "vjepa_slws", "mae", "arm", "mfd", "supervised")
+ROWS = ("random", "vjepa", "vjepa_vit", "vjepa_slws", "mae", "arm", "mfd", "vjepa_finetuned", "supervised")
 
 
 @dataclass
@@ -114,7 +118,8 @@ class Encoder:
     run_dir: Path | None = None
     pretrain_s: float | None = None  # wall-clock seconds of its pre-training
     arch: str = ""  # its model section, as text: rows compare with the control and bound of their own
-    teacher: str | None = None  # the run whose encoder it distils (MFD): pre-trained first
+    after: str | None = None  # the run it starts from (MFD's teacher, a fine-tuned encoder): trained first
+    finetuned: bool = False  # trained and read by evals.finetune (its own classifier), not probed
     probes: dict[str, list[float]] = field(default_factory=dict)  # task -> top-1 of each probe seed
 
 
@@ -188,8 +193,15 @@ def plan(args, budget: Budget, lists: dict, out: Path) -> list[Encoder]:
         return Encoder(row, tasks, seed, steps, path, run_dir)
 
     for seed in range(budget.pretrain_seeds):
-        if "vjepa" in budget.rows:
-            encoders += [pretrained("vjepa", TASKS, steps, seed, []) for steps in budget.steps]
+        if "vjepa" in budget.rows or "vjepa_finetuned" in budget.rows:
+            vjepa = [pretrained("vjepa", TASKS, steps, seed, []) for steps in budget.steps]
+            encoders += vjepa
+        if "vjepa_finetuned" in budget.rows:  # the largest budget's encoder, fine-tuned on each task
+            for task in TASKS:
+                tuned = pretrained(f"vjepa_finetuned_{task}", (task,), largest, seed,
+                                   supervised_overrides(task, lists, "finetune"))
+                tuned.row, tuned.after, tuned.finetuned = "vjepa_finetuned", vjepa[-1].run_dir.name, True
+                encoders.append(tuned)
         if "vjepa_vit" in budget.rows:
             encoders.append(pretrained("vjepa_vit", TASKS, largest, seed, ["model.name=vit_tiny"]))
         if "vjepa_slws" in budget.rows:
@@ -202,7 +214,7 @@ def plan(args, budget: Budget, lists: dict, out: Path) -> list[Encoder]:
         if "mfd" in budget.rows:
             student = pretrained("mfd", TASKS, largest, seed, objective_overrides(MFD_CONFIG) + [
                 f"objective.teacher.checkpoint={mae.run_dir / 'latest.pt'}"])
-            student.teacher = mae.run_dir.name
+            student.after = mae.run_dir.name
             encoders.append(student)
         if "arm" in budget.rows:
             encoders.append(pretrained("arm", TASKS, largest, seed,
@@ -210,8 +222,11 @@ def plan(args, budget: Budget, lists: dict, out: Path) -> list[Encoder]:
         for name, overrides in args.variant:
             encoders.append(pretrained(f"vjepa_{name}", TASKS, largest, seed, overrides))
         if "supervised" in budget.rows and seed == 0:  # the bound: one run per task
-            encoders += [pretrained(f"supervised_{task}", (task,), largest, seed,
-                                    supervised_overrides(task, lists, args.bound)) for task in TASKS]
+            for task in TASKS:
+                bound = pretrained(f"supervised_{task}", (task,), largest, seed,
+                                   supervised_overrides(task, lists, args.bound))
+                bound.finetuned = args.bound == "finetune"
+                encoders.append(bound)
     if "random" in budget.rows:  # the control needs no training: its probe seeds draw its weights
         encoders += random_controls(encoders, args, out)
     for enc in encoders:
@@ -309,19 +324,15 @@ def pretraining_jobs(encoders: list[Encoder], args) -> list[Job]:
 
         device = "cpu" if args.device == "cpu" else "cuda:0"
         command = [sys.executable, "-m", "launch.local", "--fname", str(enc.config), "--devices", device]
-        if is_finetuned_bound(enc, args):  # trains, then evaluates its own classifier
-            command = [sys.executable, "-m", "evals.finetune", "--fname", str(enc.config), "--random-init",
+        if enc.finetuned:  # trains, then evaluates its own classifier
+            start = ["--checkpoint", str(enc.run_dir.parent / enc.after / "latest.pt")] if enc.after else ["--random-init"]
+            command = [sys.executable, "-m", "evals.finetune", "--fname", str(enc.config), *start,
                        "--devices", device, "--output-dir", str(enc.run_dir)]
-        # A student waits for its teacher's run (planned before it), unless that finished in an earlier run.
-        after = enc.teacher if enc.teacher in {job.name for job in jobs} else None
+        # A run waits for the one it starts from (planned before it), unless that finished in an earlier run.
+        after = enc.after if enc.after in {job.name for job in jobs} else None
         jobs.append(Job(enc.run_dir.name, command, enc.run_dir.parent / f"{enc.run_dir.name}.log", after=after,
                         on_done=done))
     return jobs
-
-
-def is_finetuned_bound(enc: Encoder, args) -> bool:
-    """Whether ``enc`` is a supervised bound read from evals.finetune's results rather than probed."""
-    return args.bound == "finetune" and enc.row.startswith("supervised_")
 
 
 def probe_command(enc: Encoder, task: str, probe_seed: int, budget: Budget, lists: dict, out: Path,
@@ -351,7 +362,7 @@ def probe_jobs(encoders: list[Encoder], budget: Budget, lists: dict, out: Path, 
     order = sorted(encoders, key=lambda enc: enc.run_dir is not None)
     for seed in range(budget.probe_seeds):
         for enc in order:
-            if is_finetuned_bound(enc, args):
+            if enc.finetuned:
                 continue
             trained = enc.run_dir is None or enc.pretrain_s is not None or enc.run_dir.name in to_pretrain
             if not trained:  # --report-only: not pre-trained
@@ -380,9 +391,9 @@ def run_benchmark(encoders: list[Encoder], budget: Budget, lists: dict, out: Pat
     for folder, (enc, task) in sorted(where.items()):
         if (folder / "results.json").is_file():
             enc.probes.setdefault(task, []).append(json.loads((folder / "results.json").read_text())["top1"])
-    for enc in encoders:  # a fine-tuned bound's reading is its own classifier's
+    for enc in encoders:  # a fine-tuned run's reading is its own classifier's
         results = enc.run_dir / "results.json" if enc.run_dir is not None else None
-        if is_finetuned_bound(enc, args) and results.is_file():
+        if enc.finetuned and results.is_file():
             enc.probes[enc.tasks[0]] = [json.loads(results.read_text())["top1"]]
 
 

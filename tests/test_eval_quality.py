@@ -175,3 +175,27 @@ def test_the_slws_row_adds_slws_to_the_main_recipes_regularisers(tmp_path):
     recipe = load_config(REPO / "configs" / "vjepa_tiny.yaml")
     regularizers = load_config(encoders[0].config, check_data=False).regularizers
     assert regularizers == recipe.regularizers + [{"kind": "slws", "rate": 0.1}]
+
+
+def test_the_fine_tuned_row_starts_from_each_vjepa_run_and_reads_its_own_classifier(tmp_path):
+    args = parse_args(["--rows", "vjepa_finetuned", "--bound", "finetune"])
+    budget = small_budget(steps=(4, 8), probe_seeds=1, rows=("vjepa_finetuned",))
+    encoders = plan(args, budget, LISTS, tmp_path)
+    tuned = [enc for enc in encoders if enc.row == "vjepa_finetuned"]
+    assert [(enc.tasks, enc.seed) for enc in tuned] == [((task,), seed) for seed in (0, 1) for task in TASKS]
+    longest = {seed: next(enc for enc in encoders if (enc.row, enc.seed, enc.steps) == ("vjepa", seed, 8))
+               for seed in (0, 1)}
+    cfg = load_config(tuned[0].config, check_data=False)
+    assert cfg.objective.name == "supervised" and cfg.data.val == [LISTS["val"][TASKS[0]]]
+    jobs = {job.name: job for job in pretraining_jobs(encoders, args)}
+    for enc in tuned:  # after the largest budget's run of its seed, from its checkpoint
+        job = jobs[enc.run_dir.name]
+        assert job.after == longest[enc.seed].run_dir.name and job.command[1:3] == ["-m", "evals.finetune"]
+        assert job.command[job.command.index("--checkpoint") + 1] == str(longest[enc.seed].run_dir / "latest.pt")
+    probes, _ = probe_jobs(encoders, budget, LISTS, tmp_path, args, list(jobs.values()))
+    assert probes and not any("finetuned" in job.name for job in probes)  # read, not probed
+    tuned[0].run_dir.mkdir(parents=True)
+    (tuned[0].run_dir / "pretrain_done.json").write_text('{"seconds": 30}')
+    (tuned[0].run_dir / "results.json").write_text('{"top1": 77.0}')
+    run_benchmark(encoders, budget, LISTS, tmp_path, parse_args(["--bound", "finetune", "--report-only"]))
+    assert tuned[0].probes == {TASKS[0]: [77.0]}
