@@ -82,6 +82,27 @@ def test_layer_decay_scales_each_block_and_spares_norms_biases_and_ssm_parameter
     assert len(build_optimizer(objective, plain.optim).param_groups) == 2
 
 
+
+def test_head_lr_scale_speeds_up_the_head_only_and_composes_with_layer_decay(tmp_path):
+    raw = finetune_config(tmp_path, tmp_path, optim={"layer_decay": 0.5, "head_lr_scale": 10.0, "lr": 1e-3,
+                                                     "warmup_steps": 0})
+    raw["model"]["depth"] = 3
+    cfg = config_from_dict(raw)
+    objective = build_objective(cfg)
+    optimizer = build_optimizer(objective, cfg.optim)
+    lr, _ = Schedules(cfg.optim, 10).apply(optimizer, 0)
+    group_of = {id(p): g for g in optimizer.param_groups for p in g["params"]}
+    named = {name: p for name, p in objective.named_parameters() if p.requires_grad}
+    assert set(group_of) == {id(p) for p in named.values()}  # every parameter, once
+    assert sum(len(g["params"]) for g in optimizer.param_groups) == len(named)
+    assert group_of[id(named["head.fc.weight"])]["lr"] == pytest.approx(10 * lr)
+    assert group_of[id(named["head.fc.bias"])]["weight_decay"] == 0  # its decay kept
+    # The encoder is untouched: its final norm at lr, block 0 at 0.5^3, the embedding at 0.5^4.
+    assert group_of[id(named["encoder.stack.norm.weight"])]["lr"] == pytest.approx(lr)
+    assert group_of[id(named["encoder.stack.blocks.0.mixer.in_proj.weight"])]["lr"] == pytest.approx(lr * 0.5**3)
+    assert group_of[id(named["encoder.patch_embed.proj.weight"])]["lr"] == pytest.approx(lr * 0.5**4)
+
+
 # ----------------------------------------------------------------------------- mixup / cutmix
 
 

@@ -238,6 +238,9 @@ class OptimConfig:
                                "layer_decay^(L - i), its embedding at layer_decay^(L + 1), the rest (final norm, "
                                "head) at lr; 1 = off (fine-tuning; see vjm.train.optim)",
                                range=Range(0, 1, open_lo=True))
+    head_lr_scale: float = param(1.0, "lr multiplier of the parameters outside the evaluated encoder (a new "
+                                 "classifier head): a head that starts from nothing learns at the probe's rate "
+                                 "while the encoder moves slowly; 1 = off", range=POSITIVE)
     accum_steps: int = param(1, "micro-batches accumulated per optimiser step", range=AT_LEAST_1)
 
 

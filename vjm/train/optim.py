@@ -83,13 +83,35 @@ def layer_decay_groups(model: nn.Module, layer_decay: float, encoder: str = "enc
     return [groups[key] for key in sorted(groups)]
 
 
+def scale_outside_encoder(groups: list[dict], model: nn.Module, encoder: str, scale: float) -> list[dict]:
+    """Each group split in two: the parameters of child ``encoder`` as they were, the others (a head)
+    with their ``lr_scale`` multiplied by ``scale``."""
+    child = getattr(model, encoder, None)
+    if not isinstance(child, nn.Module):
+        raise ValueError(f"optim.head_lr_scale needs the encoder {encoder!r} as a child of {type(model).__name__}; "
+                         "set optim.head_lr_scale = 1")
+    inside = {id(p) for p in child.parameters()}
+    split = []
+    for group in groups:
+        for own in (True, False):
+            params = [p for p in group["params"] if (id(p) in inside) == own]
+            if params:
+                factor = 1.0 if own else scale
+                split.append({**group, "params": params, "lr_scale": group.get("lr_scale", 1.0) * factor})
+    return split
+
+
 def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:
     """AdamW over ``decay_groups``, or ``layer_decay_groups`` of the model's ``eval_encoder`` (an
-    objective's) when ``cfg.layer_decay`` < 1."""
+    objective's) when ``cfg.layer_decay`` < 1; the parameters outside that encoder at
+    ``cfg.head_lr_scale`` times their rate."""
+    encoder = getattr(model, "eval_encoder", "encoder")
     if cfg.layer_decay < 1:
-        groups = layer_decay_groups(model, cfg.layer_decay, getattr(model, "eval_encoder", "encoder"))
+        groups = layer_decay_groups(model, cfg.layer_decay, encoder)
     else:
         groups = decay_groups(model)
+    if cfg.head_lr_scale != 1:
+        groups = scale_outside_encoder(groups, model, encoder, cfg.head_lr_scale)
     params = [p for group in groups for p in group["params"]]
     # On the GPU, one fused kernel per step instead of several multi-tensor launches per parameter
     # group: the V-JEPA step of a Tiny model is bound by the host's launches (docs/PERFORMANCE.md).
