@@ -49,14 +49,20 @@ def vjepa_checkpoint(tmp_path_factory, toy_root):
 # ----------------------------------------------------------------------------- layer-wise lr decay
 
 
-def test_layer_decay_scales_each_block_and_spares_norms_biases_and_ssm_parameters(tmp_path):
-    raw = finetune_config(tmp_path, tmp_path, optim={"layer_decay": 0.5, "lr": 1e-3, "warmup_steps": 0})
+def three_block_optimizer(tmp_path, **optim):
+    """A 3-block fine-tuning objective, its optimiser at step 0, that step's lr, and each parameter's group."""
+    raw = finetune_config(tmp_path, tmp_path, optim={"lr": 1e-3, "warmup_steps": 0, **optim})
     raw["model"]["depth"] = 3
     cfg = config_from_dict(raw)
     objective = build_objective(cfg)
     optimizer = build_optimizer(objective, cfg.optim)
     lr, _ = Schedules(cfg.optim, 10).apply(optimizer, 0)
     group_of = {id(p): g for g in optimizer.param_groups for p in g["params"]}
+    return objective, optimizer, lr, group_of
+
+
+def test_layer_decay_scales_each_block_and_spares_norms_biases_and_ssm_parameters(tmp_path):
+    objective, optimizer, lr, group_of = three_block_optimizer(tmp_path, layer_decay=0.5)
     named = dict(objective.named_parameters())
     assert not any(name.startswith("ema.") and id(p) in group_of for name, p in named.items())  # not optimised
 
@@ -84,14 +90,7 @@ def test_layer_decay_scales_each_block_and_spares_norms_biases_and_ssm_parameter
 
 
 def test_head_lr_scale_speeds_up_the_head_only_and_composes_with_layer_decay(tmp_path):
-    raw = finetune_config(tmp_path, tmp_path, optim={"layer_decay": 0.5, "head_lr_scale": 10.0, "lr": 1e-3,
-                                                     "warmup_steps": 0})
-    raw["model"]["depth"] = 3
-    cfg = config_from_dict(raw)
-    objective = build_objective(cfg)
-    optimizer = build_optimizer(objective, cfg.optim)
-    lr, _ = Schedules(cfg.optim, 10).apply(optimizer, 0)
-    group_of = {id(p): g for g in optimizer.param_groups for p in g["params"]}
+    objective, optimizer, lr, group_of = three_block_optimizer(tmp_path, layer_decay=0.5, head_lr_scale=10.0)
     named = {name: p for name, p in objective.named_parameters() if p.requires_grad}
     assert set(group_of) == {id(p) for p in named.values()}  # every parameter, once
     assert sum(len(g["params"]) for g in optimizer.param_groups) == len(named)
