@@ -266,6 +266,9 @@ def run_launcher(config: Path, *extra: str) -> subprocess.Popen:
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
+RESUMABLE_OBJECTIVES = ("vjepa", "mae", "arm", "supervised", "mfd")  # the objectives resumable_config knows
+
+
 def resumable_config(tmp_path: Path, toy_root: Path, objective: str) -> dict:
     """tiny_config for ``objective``; MAE's and ARM's also draw their TensorBoard pictures, which must
     not change what is trained; the supervised one fine-tunes with mixup, cutmix, EMA and layer decay;
@@ -296,7 +299,7 @@ def resumable_config(tmp_path: Path, toy_root: Path, objective: str) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("objective", ["vjepa", "mae", "arm", "supervised", "mfd"])
+@pytest.mark.parametrize("objective", RESUMABLE_OBJECTIVES)
 def test_sigkill_then_restart_resumes_exactly(tmp_path, toy_root, objective):
     """Killed with SIGKILL and started again with the same command, the run continues from its
     last checkpoint and the following losses equal those of an uninterrupted run."""

@@ -7,7 +7,7 @@ import copy
 import json
 from pathlib import Path
 
-from test_train import resumable_config
+from test_train import RESUMABLE_OBJECTIVES, resumable_config
 
 from vjm.config import ConfigError, config_from_dict
 from vjm.objectives import objective_class
@@ -26,7 +26,7 @@ def recipe(tmp_path: Path, toy_root: Path, objective: str, processes: int) -> di
     The objectives test_train knows get its resumable recipes, with every batch statistic and per-sample
     draw on: V-JEPA with VICReg on the context and drop path, the supervised one with mixup, cutmix and
     drop path. Any other registered objective gets its config section's defaults."""
-    known = objective in ("vjepa", "mae", "arm", "supervised", "mfd")
+    known = objective in RESUMABLE_OBJECTIVES
     raw = resumable_config(tmp_path, toy_root, objective if known else "vjepa")
     if not known:
         cls = objective_class(objective)
