@@ -18,7 +18,7 @@ from vjm.models import build_encoder
 from vjm.objectives import build_objective
 from vjm.train.distributed import DistInfo
 from vjm.train.engine import Trainer
-from vjm.train.optim import Schedules, build_optimizer
+from vjm.train.optim import Schedules, build_optimizer, decay_groups, scale_outside_encoder
 
 from test_train import tiny_config, write_config
 
@@ -100,6 +100,14 @@ def test_head_lr_scale_speeds_up_the_head_only_and_composes_with_layer_decay(tmp
     assert group_of[id(named["encoder.stack.norm.weight"])]["lr"] == pytest.approx(lr)
     assert group_of[id(named["encoder.stack.blocks.0.mixer.in_proj.weight"])]["lr"] == pytest.approx(lr * 0.5**3)
     assert group_of[id(named["encoder.patch_embed.proj.weight"])]["lr"] == pytest.approx(lr * 0.5**4)
+
+
+
+def test_head_lr_scale_refuses_an_objective_whose_evaluated_encoder_is_not_trained():
+    model = torch.nn.ModuleDict({"encoder": torch.nn.Linear(2, 2), "head": torch.nn.Linear(2, 2)})
+    model["encoder"].requires_grad_(False)  # like V-JEPA's EMA target
+    with pytest.raises(ValueError, match="head_lr_scale.*not trained"):
+        scale_outside_encoder(decay_groups(model), model, "encoder", 10.0)
 
 
 # ----------------------------------------------------------------------------- mixup / cutmix

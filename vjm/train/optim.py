@@ -90,6 +90,9 @@ def scale_outside_encoder(groups: list[dict], model: nn.Module, encoder: str, sc
     if not isinstance(child, nn.Module):
         raise ValueError(f"optim.head_lr_scale needs the encoder {encoder!r} as a child of {type(model).__name__}; "
                          "set optim.head_lr_scale = 1")
+    if not any(p.requires_grad for p in child.parameters()):  # e.g. V-JEPA's evaluated encoder, its EMA target
+        raise ValueError(f"optim.head_lr_scale: the evaluated encoder {encoder!r} of {type(model).__name__} is not "
+                         "trained, so every trained parameter is outside it; set optim.head_lr_scale = 1")
     inside = {id(p) for p in child.parameters()}
     split = []
     for group in groups:
