@@ -329,7 +329,8 @@ def pretraining_jobs(encoders: list[Encoder], args) -> list[Job]:
         device = "cpu" if args.device == "cpu" else "cuda:0"
         command = [sys.executable, "-m", "launch.local", "--fname", str(enc.config), "--devices", device]
         if enc.finetuned:  # trains, then evaluates its own classifier
-            start = ["--checkpoint", str(enc.run_dir.parent / enc.after / "latest.pt")] if enc.after else ["--random-init"]
+            start = (["--checkpoint", str(enc.run_dir.parent / enc.after / "latest.pt")] if enc.after
+                     else ["--random-init"])
             command = [sys.executable, "-m", "evals.finetune", "--fname", str(enc.config), *start,
                        "--devices", device, "--output-dir", str(enc.run_dir)]
         # A run waits for the one it starts from (planned before it), unless that finished in an earlier run.

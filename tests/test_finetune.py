@@ -88,7 +88,6 @@ def test_layer_decay_scales_each_block_and_spares_norms_biases_and_ssm_parameter
     assert len(build_optimizer(objective, plain.optim).param_groups) == 2
 
 
-
 def test_head_lr_scale_speeds_up_the_head_only_and_composes_with_layer_decay(tmp_path):
     objective, optimizer, lr, group_of = three_block_optimizer(tmp_path, layer_decay=0.5, head_lr_scale=10.0)
     named = {name: p for name, p in objective.named_parameters() if p.requires_grad}
@@ -100,7 +99,6 @@ def test_head_lr_scale_speeds_up_the_head_only_and_composes_with_layer_decay(tmp
     assert group_of[id(named["encoder.stack.norm.weight"])]["lr"] == pytest.approx(lr)
     assert group_of[id(named["encoder.stack.blocks.0.mixer.in_proj.weight"])]["lr"] == pytest.approx(lr * 0.5**3)
     assert group_of[id(named["encoder.patch_embed.proj.weight"])]["lr"] == pytest.approx(lr * 0.5**4)
-
 
 
 def test_head_lr_scale_refuses_an_objective_whose_evaluated_encoder_is_not_trained():
