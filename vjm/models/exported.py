@@ -65,11 +65,10 @@ def is_exported(path: str | os.PathLike) -> bool:
     return len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < 100_000_000
 
 
-def read_exported(path: str | os.PathLike) -> tuple[dict[str, Any], ModelConfig, dict[str, str]]:
-    """(tensors, the model section, the metadata) of an exported encoder; ValueError naming the file
-    when it is not one."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file, safe_open
+def exported_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The metadata of an exported encoder, read without its tensors; ValueError naming the file when
+    it is not one."""
+    from safetensors import SafetensorError, safe_open
 
     path = Path(path)
     if not path.is_file():
@@ -77,12 +76,25 @@ def read_exported(path: str | os.PathLike) -> tuple[dict[str, Any], ModelConfig,
     try:
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
-        tensors = load_file(str(path))
     except (SafetensorError, OSError) as e:
         raise ValueError(f"{path} could not be read as safetensors ({e})") from None
     if metadata.get("format") != EXPORT_FORMAT or "model" not in metadata:
         raise ValueError(f"{path} is a safetensors file but not a vjm encoder (metadata format "
                          f"{metadata.get('format')!r}, expected {EXPORT_FORMAT!r}); write one with python -m vjm.export")
+    return metadata
+
+
+def read_exported(path: str | os.PathLike) -> tuple[dict[str, Any], ModelConfig, dict[str, str]]:
+    """(tensors, the model section, the metadata) of an exported encoder; ValueError naming the file
+    when it is not one."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    metadata = exported_metadata(path)
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError) as e:
+        raise ValueError(f"{path} could not be read as safetensors ({e})") from None
     try:
         model = exported_model(metadata)
     except (TypeError, json.JSONDecodeError) as e:
@@ -99,21 +111,28 @@ def load_exported_weights(module: nn.Module, path: str | os.PathLike, model: Mod
     """Load an exported encoder's weights into ``module`` (built as ``model`` says); a ValueError of one
     line naming the model settings that differ when they do not fit. Returns the file's metadata."""
     tensors, saved, metadata = read_exported(path)
-    load_weights(module, tensors, source=str(path), model=model, saved_model=dataclasses.asdict(saved),
-                 remedy=f"Build it as saved: vjm.models.load_exported({str(path)!r})")
+    _load_tensors(module, tensors, saved, path, model)
     return metadata
 
 
+def _load_tensors(module: nn.Module, tensors: dict[str, Any], saved: ModelConfig, path: str | os.PathLike,
+                  model: ModelConfig) -> None:
+    load_weights(module, tensors, source=str(path), model=model, saved_model=dataclasses.asdict(saved),
+                 remedy=f"Build it as saved: vjm.models.load_exported({str(path)!r})")
+
+
 def load_exported(path: str | os.PathLike) -> tuple[nn.Module, dict[str, str]]:
-    """The encoder of an exported file, built from its own model section, weights loaded; and its metadata."""
+    """The encoder of an exported file, built from its own model section, weights loaded; and its metadata
+    (the file is read once)."""
     from .factory import build_encoder
 
-    _, model, _ = read_exported(path)
+    tensors, model, metadata = read_exported(path)
     try:
         encoder = build_encoder(model)
     except (ConfigError, ValueError, TypeError) as e:
         raise ValueError(f"{path}: its model ({model.name}) cannot be built by this vjm: {e}") from None
-    return encoder, load_exported_weights(encoder, path, model)
+    _load_tensors(encoder, tensors, model, path, model)
+    return encoder, metadata
 
 
 def model_config_of(name: str, overrides: Mapping[str, Any]) -> ModelConfig:

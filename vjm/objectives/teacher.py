@@ -109,7 +109,7 @@ def saved_model_section(checkpoint: str | os.PathLike) -> dict | None:
     """The model section a teacher file was trained with, read without its weights (the config's
     check of the token grids); None when the file is missing or unreadable: building the objective
     then says why."""
-    from vjm.models.exported import is_exported
+    from vjm.models.exported import exported_metadata, is_exported
     from vjm.train.checkpoint import load_checkpoint
 
     path = Path(checkpoint)
@@ -117,10 +117,7 @@ def saved_model_section(checkpoint: str | os.PathLike) -> dict | None:
         return None
     try:
         if is_exported(path):
-            from safetensors import safe_open
-
-            with safe_open(str(path), framework="pt") as f:
-                return json.loads((f.metadata() or {})["model"])
+            return json.loads(exported_metadata(path)["model"])
         model = load_checkpoint(path, mmap=True)["config"]["model"]
         return model if isinstance(model, dict) else None
     except (ValueError, KeyError, TypeError, OSError):  # json's errors are ValueErrors
