@@ -121,6 +121,7 @@ class Encoder:
     after: str | None = None  # the run it starts from (MFD's teacher, a fine-tuned encoder): trained first
     finetuned: bool = False  # trained and read by evals.finetune (its own classifier), not probed
     probes: dict[str, list[float]] = field(default_factory=dict)  # task -> top-1 of each probe seed
+    head_rates: dict[str, dict[float, list[float]]] = field(default_factory=dict)  # task -> lr -> each head's top-1
 
 
 # ----------------------------------------------------------------------------- configs
@@ -146,22 +147,23 @@ def pretraining_overrides(budget: Budget, lists: dict, tasks: tuple[str, ...], s
     ]
 
 
-def supervised_overrides(task: str, lists: dict, bound: str = "probe") -> list[str]:
+def supervised_overrides(task: str, lists: dict, steps: int, bound: str = "probe") -> list[str]:
     """The bound's recipe: the pre-training run with labels, and no augmentation that changes a label.
 
     No flips (a mirrored digit is another shape, a mirrored orbit turns the other way) and no
     random resized crops (a crop of 0.3 of the area cuts a digit off and zooms a clip's motion by
     up to 1.8x, which moves a slow clip into the medium range); the fine-tuning optimiser (constant
-    weight decay 0.05, clip 5) rather than V-JEPA's rising weight decay; the encoder at lr 1e-4 and
-    the new head at 30 times that, the probe's range. One rate of 1e-3 for both left the training
-    loss of speed at chance on the GPU, from scratch and from a V-JEPA encoder whose frozen
-    features a probe reads at 86%; on 32 clips on the CPU the split rates fit in 128 steps what
-    one rate had not fitted in 160 (docs/QUALITY.md)."""
+    weight decay 0.05, clip 5) rather than V-JEPA's rising weight decay. A probe first, then
+    fine-tuning (LP-FT): for the first half of the ``steps`` the encoder is frozen and the new head
+    learns on its features at 30 times the encoder's rate of 1e-4 (the probe's range); then the
+    encoder trains too. Trained end to end from the first step, at one rate of 1e-3 or with these
+    split rates, the bound's training loss stayed at chance on the GPU: the encoder's first updates,
+    driven through a head that knows nothing yet, erase what its features carried (docs/QUALITY.md)."""
     overrides = ["objective={name: supervised, num_classes: %d, label_smoothing: 0.1}" % NUM_CLASSES[task],
                  "masks=null", "regularizers=[]", "data.hflip=false", "data.random_resize_scale=[1.0,1.0]",
                  "data.random_resize_aspect=[1.0,1.0]", "optim.lr=1.0e-4", "optim.head_lr_scale=30.0",
-                 "optim.start_lr=1.0e-6", "optim.weight_decay=0.05", "optim.final_weight_decay=0.05",
-                 "optim.clip_grad=5.0"]
+                 f"optim.encoder_frozen_steps={steps // 2}", "optim.start_lr=1.0e-6", "optim.weight_decay=0.05",
+                 "optim.final_weight_decay=0.05", "optim.clip_grad=5.0"]
     if bound == "finetune":  # evals.finetune evaluates the classifier on the task's validation clips
         overrides.append(f"data.val=[{lists['val'][task]}]")
     return overrides
@@ -203,7 +205,7 @@ def plan(args, budget: Budget, lists: dict, out: Path) -> list[Encoder]:
         if "vjepa_finetuned" in budget.rows:  # the largest budget's encoder, fine-tuned on each task
             for task in TASKS:
                 tuned = pretrained(f"vjepa_finetuned_{task}", (task,), largest, seed,
-                                   supervised_overrides(task, lists, "finetune"))
+                                   supervised_overrides(task, lists, largest, "finetune"))
                 tuned.row, tuned.after, tuned.finetuned = "vjepa_finetuned", vjepa[-1].run_dir.name, True
                 encoders.append(tuned)
         if "vjepa_vit" in budget.rows:
@@ -228,7 +230,7 @@ def plan(args, budget: Budget, lists: dict, out: Path) -> list[Encoder]:
         if "supervised" in budget.rows and seed == 0:  # the bound: one run per task
             for task in TASKS:
                 bound = pretrained(f"supervised_{task}", (task,), largest, seed,
-                                   supervised_overrides(task, lists, args.bound))
+                                   supervised_overrides(task, lists, largest, args.bound))
                 bound.finetuned = args.bound == "finetune"
                 encoders.append(bound)
     if "random" in budget.rows:  # the control needs no training: its probe seeds draw its weights
@@ -395,7 +397,10 @@ def run_benchmark(encoders: list[Encoder], budget: Budget, lists: dict, out: Pat
         run_jobs(pretraining + probes, args.parallel, args.threads)
     for folder, (enc, task) in sorted(where.items()):
         if (folder / "results.json").is_file():
-            enc.probes.setdefault(task, []).append(json.loads((folder / "results.json").read_text())["top1"])
+            result = json.loads((folder / "results.json").read_text())
+            enc.probes.setdefault(task, []).append(result["top1"])
+            for head in result.get("heads", []):
+                enc.head_rates.setdefault(task, {}).setdefault(head["lr"], []).append(head["top1"])
     for enc in encoders:  # a fine-tuned run's reading is its own classifier's
         results = enc.run_dir / "results.json" if enc.run_dir is not None else None
         if enc.finetuned and results.is_file():
@@ -421,6 +426,9 @@ def summarise(encoders: list[Encoder]) -> dict[str, dict]:
         row["seeds"].add(enc.seed)
         for task, values in enc.probes.items():
             row.setdefault(task, []).extend(values)
+        for task, rates in enc.head_rates.items():
+            for lr, values in rates.items():
+                row.setdefault("head_rates", {}).setdefault(task, {}).setdefault(lr, []).extend(values)
     table = {}
     for label, row in rows.items():
         entry = {"pretrain_seeds": len(row["seeds"]),
@@ -428,8 +436,11 @@ def summarise(encoders: list[Encoder]) -> dict[str, dict]:
         for task in TASKS:
             values = row.get(task, [])
             if values:
-                entry[task] = {"mean": statistics.mean(values), "n": len(values), "values": values,
-                               "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+                entry[task] = spread(values)
+        rates = row.get("head_rates", {})
+        if rates:
+            entry["head_rates"] = {task: {lr: spread(values) for lr, values in sorted(rates[task].items(), reverse=True)}
+                                   for task in TASKS if task in rates}
         table[label] = entry
     # Gap closed: against the random control and the supervised bound of the row's own architecture.
     arch_of = {label_of(enc): enc.arch for enc in encoders}
@@ -441,6 +452,11 @@ def summarise(encoders: list[Encoder]) -> dict[str, dict]:
             if task in row and task in control and task in bound:
                 row[task]["gap_closed"] = gap_closed(row[task], control[task], bound[task])
     return table
+
+
+def spread(values: list[float]) -> dict:
+    return {"mean": statistics.mean(values), "n": len(values), "values": values,
+            "std": statistics.stdev(values) if len(values) > 1 else 0.0}
 
 
 def gap_closed(reading: dict, control: dict, bound: dict) -> float | None:
@@ -471,7 +487,27 @@ def markdown(table: dict[str, dict], header: str) -> str:
     lines += ["", "Top-1 % on held-out clips (new handwriting, new backgrounds): mean ± standard deviation over "
               "pre-training seeds x probe seeds (n readings); % of gap = (row - random) / (supervised - random), "
               "given only where supervised beats random by more than twice their combined spread (else: no gap)."]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + head_rate_lines(table)) + "\n"
+
+
+def head_rate_lines(table: dict[str, dict]) -> list[str]:
+    """The probes' heads at each learning rate of their grid, none picked: how easily a head reads each
+    encoder. Picking the best head on the validation clips (the table above, V-JEPA's practice) favours
+    the encoders whose heads disagree most, and a random encoder's do."""
+    rated = {label: row["head_rates"] for label, row in table.items() if row.get("head_rates")}
+    if not rated:
+        return []
+    columns = [(task, lr) for task in TASKS for lr in sorted({lr for rates in rated.values()
+                                                              for lr in rates.get(task, {})}, reverse=True)]
+    lines = ["", "Each head of the probes' grid, by its learning rate (mean ± standard deviation over the "
+             "weight decays of the grid, pre-training seeds and probe seeds; no head picked):", "",
+             "| encoder | " + " | ".join(f"{task} lr {lr:g}" for task, lr in columns) + " |",
+             "|---|" + "---|" * len(columns)]
+    for label, rates in rated.items():
+        cells = [f"{r['mean']:.1f} ± {r['std']:.1f}" if (r := rates.get(task, {}).get(lr)) else "-"
+                 for task, lr in columns]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
 
 
 # ----------------------------------------------------------------------------- main

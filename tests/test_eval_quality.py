@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -122,6 +123,29 @@ def test_report_only_reads_what_finished_and_runs_nothing(tmp_path):
     assert all(not enc.probes for enc in encoders[1:])
     jobs, _ = probe_jobs(encoders, small_budget(probe_seeds=1), LISTS, tmp_path, args, [])
     assert all(job.after is None for job in jobs) and not any("vjepa_8steps_seed1" in job.name for job in jobs)
+
+
+def test_every_head_of_the_grid_is_tabulated_by_its_rate_none_picked(tmp_path):
+    args = parse_args(["--report-only"])
+    budget = small_budget(probe_seeds=2, pretrain_seeds=1)
+    encoders = plan(args, budget, LISTS, tmp_path)
+    trained = encoders[0]  # vjepa seed 0
+    trained.run_dir.mkdir(parents=True)
+    (trained.run_dir / "pretrain_done.json").write_text('{"seconds": 60}')
+    for seed, offset in ((0, 0.0), (1, 4.0)):
+        folder = tmp_path / "probes" / trained.run_dir.name / f"speed_probe{seed}"
+        folder.mkdir(parents=True)
+        heads = [{"lr": lr, "weight_decay": wd, "top1": top1 + offset}
+                 for lr, wd, top1 in ((1e-2, 0.01, 80.0), (1e-2, 0.1, 90.0), (1e-3, 0.01, 30.0), (1e-3, 0.1, 40.0))]
+        (folder / "results.json").write_text(json.dumps({"top1": 90.0 + offset, "heads": heads}))
+    run_benchmark(encoders, budget, LISTS, tmp_path, args)
+    row = summarise(encoders)["vjepa (8 steps)"]
+    assert row["speed"]["mean"] == 92.0  # the best head of each probe
+    assert row["head_rates"]["speed"][0.01]["mean"] == 87.0 and row["head_rates"]["speed"][0.001]["n"] == 4
+    assert row["head_rates"]["speed"][0.001]["mean"] == 37.0 and "digit" not in row["head_rates"]
+    text = markdown(summarise(encoders), "## test")
+    assert "| encoder | speed lr 0.01 | speed lr 0.001 |" in text
+    assert "| vjepa (8 steps) | 87.0 ± 6.2 | 37.0 ± 6.2 |" in text
 
 
 def test_no_share_of_a_gap_that_is_inside_the_spread(tmp_path):

@@ -18,7 +18,7 @@ from vjm.models import build_encoder
 from vjm.objectives import build_objective
 from vjm.train.distributed import DistInfo
 from vjm.train.engine import Trainer
-from vjm.train.optim import Schedules, build_optimizer, decay_groups, scale_outside_encoder
+from vjm.train.optim import Schedules, build_optimizer, decay_groups, split_at_encoder
 
 from test_train import tiny_config, write_config
 
@@ -105,7 +105,51 @@ def test_head_lr_scale_refuses_an_objective_whose_evaluated_encoder_is_not_train
     model = torch.nn.ModuleDict({"encoder": torch.nn.Linear(2, 2), "head": torch.nn.Linear(2, 2)})
     model["encoder"].requires_grad_(False)  # like V-JEPA's EMA target
     with pytest.raises(ValueError, match="head_lr_scale.*not trained"):
-        scale_outside_encoder(decay_groups(model), model, "encoder", 10.0)
+        split_at_encoder(decay_groups(model), model, "encoder", 10.0, "head_lr_scale")
+
+
+def test_a_frozen_encoder_has_no_rate_then_warms_up_while_the_head_follows_the_schedule(tmp_path):
+    objective, optimizer, _, group_of = three_block_optimizer(tmp_path, layer_decay=0.5, head_lr_scale=10.0,
+                                                              encoder_frozen_steps=2, warmup_steps=2)
+    named = {name: p for name, p in objective.named_parameters() if p.requires_grad}
+    schedules = Schedules(config_from_dict(finetune_config(tmp_path, tmp_path, optim={
+        "lr": 1e-3, "warmup_steps": 2, "encoder_frozen_steps": 2})).optim, 10)
+
+    def rates(step):
+        lr, _ = schedules.apply(optimizer, step)
+        return (lr, group_of[id(named["head.fc.weight"])]["lr"], group_of[id(named["encoder.stack.norm.weight"])]["lr"],
+                group_of[id(named["encoder.stack.blocks.0.mixer.in_proj.weight"])]["lr"])
+
+    for step in range(2):
+        lr, head, norm, block0 = rates(step)
+        assert head == pytest.approx(10 * lr) and head > 0 and norm == 0 and block0 == 0, step
+    lr, head, norm, block0 = rates(2)  # the encoder's own warmup: half its rate, then all of it
+    assert norm == pytest.approx(lr / 2) and block0 == pytest.approx(lr / 2 * 0.5**3) and head == pytest.approx(10 * lr)
+    lr, head, norm, block0 = rates(3)
+    assert norm == pytest.approx(lr) and block0 == pytest.approx(lr * 0.5**3)
+
+
+def test_a_frozen_encoder_keeps_its_weights_while_the_head_trains(tmp_path, toy_root, one_thread):
+    cfg = config_from_dict(finetune_config(tmp_path, toy_root, optim={"encoder_frozen_steps": 2, "warmup_steps": 1,
+                                                                      "weight_decay": 0.5}))
+    trainer = Trainer(cfg, DistInfo())
+
+    def weights(prefix):
+        return {n: p.detach().clone() for n, p in trainer.objective.named_parameters() if n.startswith(prefix)}
+
+    def moved(before, prefix):
+        return any(not torch.equal(before[n], now) for n, now in weights(prefix).items())
+
+    encoder, head = weights("encoder."), weights("head.")
+    batches = trainer.micro_batches()
+    for _ in range(2):
+        assert trainer.optimizer_step(batches) is not None
+    assert not moved(encoder, "encoder.") and moved(head, "head.")  # weight decay spared it too
+    trainer.optimizer_step(batches)
+    assert moved(encoder, "encoder.")
+    # Frozen for the whole run is refused, naming the key.
+    with pytest.raises(ConfigError, match="encoder_frozen_steps.*whole run"):
+        config_from_dict(finetune_config(tmp_path, toy_root, optim={"encoder_frozen_steps": 3, "warmup_steps": 1}))
 
 
 # ----------------------------------------------------------------------------- mixup / cutmix

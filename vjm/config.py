@@ -241,6 +241,10 @@ class OptimConfig:
     head_lr_scale: float = param(1.0, "lr multiplier of the parameters outside the evaluated encoder (a new "
                                  "classifier head): a head that starts from nothing learns at the probe's rate "
                                  "while the encoder moves slowly; 1 = off", range=POSITIVE)
+    encoder_frozen_steps: int = param(0, "optimiser steps at the start during which the evaluated encoder keeps its "
+                                      "weights (lr 0) and only the parameters outside it (a new head) train; then "
+                                      "the encoder warms up over warmup_steps and joins the schedule: a probe "
+                                      "first, then fine-tuning (LP-FT); 0 = off", range=NONNEG)
     accum_steps: int = param(1, "micro-batches accumulated per optimiser step", range=AT_LEAST_1)
 
 
@@ -631,6 +635,9 @@ def _cross_check(cfg: Config) -> list[str]:
         errors.append(f"'optim.start_lr' = {o.start_lr} exceeds the peak 'optim.lr' = {o.lr}")
     if o.final_lr > o.lr:
         errors.append(f"'optim.final_lr' = {o.final_lr} exceeds the peak 'optim.lr' = {o.lr}")
+    if t.steps_per_epoch is not None and o.encoder_frozen_steps >= t.epochs * t.steps_per_epoch:
+        errors.append(f"'optim.encoder_frozen_steps' = {o.encoder_frozen_steps} leaves the encoder frozen for the "
+                      f"whole run ({t.epochs} epochs x {t.steps_per_epoch} steps): lower it, or set it to 0")
     if t.steps_per_epoch is not None and o.warmup_steps > t.epochs * t.steps_per_epoch:
         errors.append(f"'optim.warmup_steps' = {o.warmup_steps} is longer than the whole run "
                       f"({t.epochs} epochs x {t.steps_per_epoch} steps)")

@@ -83,38 +83,42 @@ def layer_decay_groups(model: nn.Module, layer_decay: float, encoder: str = "enc
     return [groups[key] for key in sorted(groups)]
 
 
-def scale_outside_encoder(groups: list[dict], model: nn.Module, encoder: str, scale: float) -> list[dict]:
-    """Each group split in two: the parameters of child ``encoder`` as they were, the others (a head)
-    with their ``lr_scale`` multiplied by ``scale``."""
+def split_at_encoder(groups: list[dict], model: nn.Module, encoder: str, head_lr_scale: float,
+                     option: str) -> list[dict]:
+    """Each group split in two: the parameters of child ``encoder`` as they were, marked
+    ``"in_encoder": True`` (for ``optim.encoder_frozen_steps``), and the others (a head) with their
+    ``lr_scale`` multiplied by ``head_lr_scale``. ``option`` names the setting that asked, for errors."""
     child = getattr(model, encoder, None)
     if not isinstance(child, nn.Module):
-        raise ValueError(f"optim.head_lr_scale needs the encoder {encoder!r} as a child of {type(model).__name__}; "
-                         "set optim.head_lr_scale = 1")
+        raise ValueError(f"optim.{option} needs the encoder {encoder!r} as a child of {type(model).__name__}; "
+                         f"leave optim.{option} at its default")
     if not any(p.requires_grad for p in child.parameters()):  # e.g. V-JEPA's evaluated encoder, its EMA target
-        raise ValueError(f"optim.head_lr_scale: the evaluated encoder {encoder!r} of {type(model).__name__} is not "
-                         "trained, so every trained parameter is outside it; set optim.head_lr_scale = 1")
+        raise ValueError(f"optim.{option}: the evaluated encoder {encoder!r} of {type(model).__name__} is not "
+                         f"trained, so every trained parameter is outside it; leave optim.{option} at its default")
     inside = {id(p) for p in child.parameters()}
     split = []
     for group in groups:
         for own in (True, False):
             params = [p for p in group["params"] if (id(p) in inside) == own]
             if params:
-                factor = 1.0 if own else scale
-                split.append({**group, "params": params, "lr_scale": group.get("lr_scale", 1.0) * factor})
+                factor = 1.0 if own else head_lr_scale
+                split.append({**group, "params": params, "lr_scale": group.get("lr_scale", 1.0) * factor,
+                              "in_encoder": own})
     return split
 
 
 def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:
     """AdamW over ``decay_groups``, or ``layer_decay_groups`` of the model's ``eval_encoder`` (an
     objective's) when ``cfg.layer_decay`` < 1; the parameters outside that encoder at
-    ``cfg.head_lr_scale`` times their rate."""
+    ``cfg.head_lr_scale`` times their rate, and the encoder's marked for ``cfg.encoder_frozen_steps``."""
     encoder = getattr(model, "eval_encoder", "encoder")
     if cfg.layer_decay < 1:
         groups = layer_decay_groups(model, cfg.layer_decay, encoder)
     else:
         groups = decay_groups(model)
-    if cfg.head_lr_scale != 1:
-        groups = scale_outside_encoder(groups, model, encoder, cfg.head_lr_scale)
+    if cfg.head_lr_scale != 1 or cfg.encoder_frozen_steps:
+        option = "head_lr_scale" if cfg.head_lr_scale != 1 else "encoder_frozen_steps"
+        groups = split_at_encoder(groups, model, encoder, cfg.head_lr_scale, option)
     params = [p for group in groups for p in group["params"]]
     # On the GPU, one fused kernel per step instead of several multi-tensor launches per parameter
     # group: the V-JEPA step of a Tiny model is bound by the host's launches (docs/PERFORMANCE.md).
@@ -150,12 +154,24 @@ class Schedules:
     def weight_decay(self, step: int) -> float:
         return cosine(self.cfg.weight_decay, self.cfg.final_weight_decay, step / self.total_steps)
 
+    def encoder_factor(self, step: int) -> float:
+        """The evaluated encoder's lr factor: 0 during ``encoder_frozen_steps`` (its weights, decay
+        included, stay put while a new head learns on its features), then a linear warmup of its own,
+        so that it does not start at the schedule's rate of that step at once."""
+        frozen, warmup = self.cfg.encoder_frozen_steps, self.cfg.warmup_steps
+        if step < frozen:
+            return 0.0
+        if not frozen or not warmup:
+            return 1.0
+        return min(1.0, (step - frozen + 1) / warmup)
+
     def apply(self, optimizer: torch.optim.Optimizer, step: int) -> tuple[float, float]:
-        """Set every group's lr (times its ``lr_scale``, layer-wise decay) and decayed weight decay;
-        returns the unscaled (lr, weight decay)."""
+        """Set every group's lr (times its ``lr_scale``, layer-wise decay and a head's scale, and the
+        encoder's ``encoder_factor``) and decayed weight decay; returns the unscaled (lr, weight decay)."""
         lr, wd = self.lr(step), self.weight_decay(step)
+        encoder = self.encoder_factor(step)
         for group in optimizer.param_groups:
-            group["lr"] = lr * group.get("lr_scale", 1.0)
+            group["lr"] = lr * group.get("lr_scale", 1.0) * (encoder if group.get("in_encoder") else 1.0)
             if group.get("decay", False):
                 group["weight_decay"] = wd
         return lr, wd
