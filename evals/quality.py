@@ -26,7 +26,10 @@ Tasks (vjm.data.bench_tasks, generated once, real handwriting over real photos):
   supervised row's recipe (``python -m evals.finetune --checkpoint``), read by its own classifier's
   top-1 on the validation clips: with ``--bound finetune``, fine-tuned against from scratch;
 * ``supervised``: the same encoder trained with each task's labels (vjm's ``supervised``
-  objective through the same engine): the upper bound of that task. With ``--bound probe`` (the
+  objective through the same engine): the upper bound of that task. Both labelled rows are a probe
+  first, then fine-tuning (LP-FT): the classifier starts from the best head of the first probe of
+  the encoder it starts from (the random control's for the bound, which is why ``supervised``
+  needs ``random``), and waits for it. With ``--bound probe`` (the
   default) its encoder is probed like every other; with ``--bound finetune`` the run is
   ``python -m evals.finetune --random-init`` and the reading is its own classifier's top-1 on the
   validation clips (the fine-tuning protocol's baseline; one reading per task, no probe);
@@ -78,6 +81,7 @@ ARM_CONFIG = REPO / "configs" / "arm_tiny.yaml"
 MFD_CONFIG = REPO / "configs" / "mfd_tiny.yaml"
 SLWS = {"kind": "slws", "rate": 0.1}  # seed 004's rate at base size, as configs/mfd_tiny.yaml
 PROBE_CONFIG = REPO / "configs" / "eval" / "bench.yaml"
+RANDOM_NAME = "random"  # the main recipe's random-init control
 
 
 @dataclass(frozen=True)
@@ -120,6 +124,7 @@ class Encoder:
     arch: str = ""  # its model section, as text: rows compare with the control and bound of their own
     after: str | None = None  # the run it starts from (MFD's teacher, a fine-tuned encoder): trained first
     finetuned: bool = False  # trained and read by evals.finetune (its own classifier), not probed
+    head_probe: Path | None = None  # the probe whose best head starts its classifier (LP-FT): it runs first
     probes: dict[str, list[float]] = field(default_factory=dict)  # task -> top-1 of each probe seed
     head_rates: dict[str, dict[float, list[float]]] = field(default_factory=dict)  # task -> lr -> each head's top-1
 
@@ -147,22 +152,22 @@ def pretraining_overrides(budget: Budget, lists: dict, tasks: tuple[str, ...], s
     ]
 
 
-def supervised_overrides(task: str, lists: dict, steps: int, bound: str = "probe") -> list[str]:
+def supervised_overrides(task: str, lists: dict, head_probe: Path, bound: str = "probe") -> list[str]:
     """The bound's recipe: the pre-training run with labels, and no augmentation that changes a label.
 
     No flips (a mirrored digit is another shape, a mirrored orbit turns the other way) and no
     random resized crops (a crop of 0.3 of the area cuts a digit off and zooms a clip's motion by
     up to 1.8x, which moves a slow clip into the medium range); the fine-tuning optimiser (constant
-    weight decay 0.05, clip 5) rather than V-JEPA's rising weight decay. A probe first, then
-    fine-tuning (LP-FT): for the first half of the ``steps`` the encoder is frozen and the new head
-    learns on its features at 30 times the encoder's rate of 1e-4 (the probe's range); then the
-    encoder trains too. Trained end to end from the first step, at one rate of 1e-3 or with these
-    split rates, the bound's training loss stayed at chance on the GPU: the encoder's first updates,
-    driven through a head that knows nothing yet, erase what its features carried (docs/QUALITY.md)."""
+    weight decay 0.05, clip 5) rather than V-JEPA's rising weight decay; the encoder at lr 1e-4 and
+    the head at 30 times that. A probe first, then fine-tuning (LP-FT): the classifier starts from
+    the best head of ``head_probe``, a probe of the encoder the run starts from. With a new head,
+    the training loss stayed at chance on the GPU from scratch, at one rate or these split rates,
+    with or without the encoder frozen for half the run: on a random encoder's features the probe's
+    own heads leave chance only at lr 1e-2 and after about 5 passes (docs/QUALITY.md)."""
     overrides = ["objective={name: supervised, num_classes: %d, label_smoothing: 0.1}" % NUM_CLASSES[task],
-                 "masks=null", "regularizers=[]", "data.hflip=false", "data.random_resize_scale=[1.0,1.0]",
-                 "data.random_resize_aspect=[1.0,1.0]", "optim.lr=1.0e-4", "optim.head_lr_scale=30.0",
-                 f"optim.encoder_frozen_steps={steps // 2}", "optim.start_lr=1.0e-6", "optim.weight_decay=0.05",
+                 f"objective.init.head={head_probe}", "masks=null", "regularizers=[]", "data.hflip=false",
+                 "data.random_resize_scale=[1.0,1.0]", "data.random_resize_aspect=[1.0,1.0]", "optim.lr=1.0e-4",
+                 "optim.head_lr_scale=30.0", "optim.start_lr=1.0e-6", "optim.weight_decay=0.05",
                  "optim.final_weight_decay=0.05", "optim.clip_grad=5.0"]
     if bound == "finetune":  # evals.finetune evaluates the classifier on the task's validation clips
         overrides.append(f"data.val=[{lists['val'][task]}]")
@@ -204,9 +209,11 @@ def plan(args, budget: Budget, lists: dict, out: Path) -> list[Encoder]:
             encoders += vjepa
         if "vjepa_finetuned" in budget.rows:  # the largest budget's encoder, fine-tuned on each task
             for task in TASKS:
+                probe = probe_folder(out, vjepa[-1].run_dir.name, task, 0)
                 tuned = pretrained(f"vjepa_finetuned_{task}", (task,), largest, seed,
-                                   supervised_overrides(task, lists, largest, "finetune"))
+                                   supervised_overrides(task, lists, probe, "finetune"))
                 tuned.row, tuned.after, tuned.finetuned = "vjepa_finetuned", vjepa[-1].run_dir.name, True
+                tuned.head_probe = probe
                 encoders.append(tuned)
         if "vjepa_vit" in budget.rows:
             encoders.append(pretrained("vjepa_vit", TASKS, largest, seed, ["model.name=vit_tiny"]))
@@ -229,9 +236,11 @@ def plan(args, budget: Budget, lists: dict, out: Path) -> list[Encoder]:
             encoders.append(pretrained(f"vjepa_{name}", TASKS, largest, seed, overrides))
         if "supervised" in budget.rows and seed == 0:  # the bound: one run per task
             for task in TASKS:
+                # The control's first probe read the random weights this run starts from (seed 0 both).
+                probe = probe_folder(out, RANDOM_NAME, task, 0)
                 bound = pretrained(f"supervised_{task}", (task,), largest, seed,
-                                   supervised_overrides(task, lists, largest, args.bound))
-                bound.finetuned = args.bound == "finetune"
+                                   supervised_overrides(task, lists, probe, args.bound))
+                bound.finetuned, bound.head_probe = args.bound == "finetune", probe
                 encoders.append(bound)
     if "random" in budget.rows:  # the control needs no training: its probe seeds draw its weights
         encoders += random_controls(encoders, args, out)
@@ -244,7 +253,7 @@ def random_controls(encoders: list[Encoder], args, out: Path) -> list[Encoder]:
     """One random-init control per encoder architecture of the table (the main recipe's is 'random')."""
     main = load_config(MAIN_CONFIG, args.overrides)
     main_config = save_config(main, out / "configs" / "random.yaml")
-    controls = {repr(main.model): Encoder("random", TASKS, 0, config=main_config)}
+    controls = {repr(main.model): Encoder(RANDOM_NAME, TASKS, 0, config=main_config)}
     for enc in encoders:
         model = load_config(enc.config, check_data=False).model
         if repr(model) not in controls:
@@ -342,10 +351,14 @@ def pretraining_jobs(encoders: list[Encoder], args) -> list[Job]:
     return jobs
 
 
+def probe_folder(out: Path, name: str, task: str, probe_seed: int) -> Path:
+    """Where the probe of encoder ``name`` (its run folder's name, or a control's row) on ``task`` writes."""
+    return out / "probes" / name.replace(" ", "_").replace("(", "").replace(")", "") / f"{task}_probe{probe_seed}"
+
+
 def probe_command(enc: Encoder, task: str, probe_seed: int, budget: Budget, lists: dict, out: Path,
                   args) -> tuple[list[str], Path]:
-    name = enc.run_dir.name if enc.run_dir else enc.row.replace(" ", "_").replace("(", "").replace(")", "")
-    folder = out / "probes" / name / f"{task}_probe{probe_seed}"
+    folder = probe_folder(out, enc.run_dir.name if enc.run_dir else enc.row, task, probe_seed)
     overrides = [f"data.train=[{lists['train'][task]}]", f"data.val=[{lists['val'][task]}]",
                  f"data.num_classes={NUM_CLASSES[task]}", f"run.seed={probe_seed}",
                  f"train.epochs={budget.probe_epochs}", f"train.feature_cache_dir={out / 'features'}",
@@ -388,6 +401,12 @@ def run_benchmark(encoders: list[Encoder], budget: Budget, lists: dict, out: Pat
     """Pre-train and probe what is not done yet, then read every finished probe into its encoder."""
     pretraining = pretraining_jobs(encoders, args)
     probes, where = probe_jobs(encoders, budget, lists, out, args, pretraining)
+    # A classifier that starts from a probe's head waits for that probe (which waits for its encoder).
+    probe_job = {job.log.parent: job.name for job in probes}
+    for job, enc in ((job, enc) for job in pretraining for enc in encoders
+                     if enc.run_dir is not None and enc.run_dir.name == job.name):
+        if enc.head_probe in probe_job:
+            job.after = probe_job[enc.head_probe]
     if args.report_only:
         if probes:
             logger.warning("%d probe(s) not finished (left out of the table)", len(probes))
@@ -540,6 +559,9 @@ def parse_args(argv):
     parser.add_argument("--variant", nargs="+", action="append", default=[], metavar=("NAME", "KEY=VALUE"),
                         help="an extra V-JEPA row: a name and its overrides (repeatable)")
     args = parser.parse_args(argv)
+    if args.rows and "supervised" in args.rows and "random" not in args.rows:
+        parser.error("--rows supervised needs random too: the bound's classifier starts from the best head of "
+                     "the random-init control's first probe, which reads the weights the bound starts from")
     for variant in args.variant:
         if len(variant) < 2:
             parser.error(f"--variant {variant[0]}: give a name and at least one KEY=VALUE override")

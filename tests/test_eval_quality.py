@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import evals.quality as quality
 from evals.quality import (BUDGETS, Budget, Job, markdown, parse_args, plan, pretraining_jobs, probe_jobs,
                            run_benchmark, run_jobs, summarise)
 from vjm.config import load_config
@@ -199,6 +200,27 @@ def test_the_slws_row_adds_slws_to_the_main_recipes_regularisers(tmp_path):
     recipe = load_config(REPO / "configs" / "vjepa_tiny.yaml")
     regularizers = load_config(encoders[0].config, check_data=False).regularizers
     assert regularizers == recipe.regularizers + [{"kind": "slws", "rate": 0.1}]
+
+
+def test_labelled_rows_start_from_a_probe_head_of_their_starting_weights_and_wait_for_it(tmp_path, monkeypatch):
+    rows = ("random", "vjepa_finetuned", "supervised")
+    args = parse_args(["--rows", *rows, "--bound", "finetune"])
+    budget = small_budget(pretrain_seeds=1, probe_seeds=2, rows=rows)
+    encoders = plan(args, budget, LISTS, tmp_path)
+    jobs = {}
+    monkeypatch.setattr(quality, "run_jobs", lambda todo, parallel, threads: jobs.update({j.name: j for j in todo}))
+    run_benchmark(encoders, budget, LISTS, tmp_path, args)
+    starts = {"supervised_digit": "random", "vjepa_finetuned": "vjepa_8steps_seed0"}  # whose probe, seed 0
+    for enc in encoders:
+        if enc.row not in starts:
+            continue
+        task = enc.tasks[0]
+        probe = tmp_path / "probes" / starts[enc.row] / f"{task}_probe0"
+        assert load_config(enc.config, check_data=False).objective.init.head == str(probe) == str(enc.head_probe)
+        assert jobs[enc.run_dir.name].after == f"probe {starts[enc.row]} {task}_probe0"
+    assert jobs["probe vjepa_8steps_seed0 digit_probe0"].after == "vjepa_8steps_seed0"
+    with pytest.raises(SystemExit):  # the bound needs the control's probe
+        parse_args(["--rows", "supervised"])
 
 
 def test_the_fine_tuned_row_starts_from_each_vjepa_run_and_reads_its_own_classifier(tmp_path):

@@ -152,6 +152,53 @@ def test_a_frozen_encoder_keeps_its_weights_while_the_head_trains(tmp_path, toy_
         config_from_dict(finetune_config(tmp_path, toy_root, optim={"encoder_frozen_steps": 3, "warmup_steps": 1}))
 
 
+# ----------------------------------------------------------------------------- a probe's head first (LP-FT)
+
+
+def probe_of(encoder_config: Path, folder: Path, toy_root: Path, seed: int, *start: str) -> Path:
+    """python -m evals.attentive_probe on the fine-tuning config's toy clips, two heads, into ``folder``."""
+    from evals.attentive_probe import main
+
+    data = {"dataset": "toy", "toy_root": str(toy_root), "toy_task": "direction", "num_classes": 8,
+            "toy_num_train": 48, "toy_num_val": 8, "toy_frames": 8, "toy_size": 32, "frames_per_clip": 4,
+            "frame_step": 2, "crop_size": 32, "augment": False, "batch_size": 8, "num_workers": 0}
+    probe = {"run": {"name": "lp", "seed": seed}, "data": data, "probe": {"num_heads": 4},
+             "optim": {"lr": [1e-3, 1e-2], "weight_decay": [0.01]}, "train": {"epochs": 1, "cache_features": False}}
+    main(["--fname", str(write_config(probe, folder.parent / f"{folder.name}.yaml")), "--device", "cpu",
+          "--output-dir", str(folder), *start])
+    return folder
+
+
+def test_fine_tuning_starts_from_the_best_head_of_a_probe_of_the_same_weights(tmp_path, toy_root, one_thread):
+    from vjm.eval.probe_state import best_head
+
+    objective = {"head": "attentive", "num_heads": 4, "mixup": 0.0, "cutmix": 0.0, "ema": 0.9}
+    raw = finetune_config(tmp_path, toy_root, objective)  # run.seed 3: the random encoder the probe must read
+    config = write_config(raw, tmp_path / "ft.yaml")
+    random_start = ("--random-init", "--pretrain-config", str(config))
+    probe = probe_of(config, tmp_path / "probe", toy_root, 3, *random_start)
+    raw["objective"]["init"] = {"head": str(probe)}
+    trainer = Trainer(config_from_dict(raw), DistInfo())
+    expected, results = best_head(probe)
+    assert set(expected) == set(trainer.objective.head.state_dict())
+    for name, value in trainer.objective.head.state_dict().items():
+        torch.testing.assert_close(value, expected[name])
+        torch.testing.assert_close(trainer.objective.ema.module["head"].state_dict()[name], expected[name])
+    assert results["heads"][results["best_head"]]["top1"] == results["top1"]
+
+    # Refused: a probe of other weights (seed 4), a folder that is not a probe, a mean-pooled head.
+    other = probe_of(config, tmp_path / "other", toy_root, 4, *random_start)
+    raw["objective"]["init"] = {"head": str(other)}
+    with pytest.raises(ValueError, match="read other encoder weights"):
+        build_objective(config_from_dict(raw))
+    raw["objective"]["init"] = {"head": str(tmp_path)}
+    with pytest.raises(ValueError, match="is not a finished probe"):
+        build_objective(config_from_dict(raw))
+    raw["objective"].update(head="mean", init={"head": str(probe)})
+    with pytest.raises(ConfigError, match="init.head.*'mean'"):
+        config_from_dict(raw)
+
+
 # ----------------------------------------------------------------------------- mixup / cutmix
 
 

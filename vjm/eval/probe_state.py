@@ -21,7 +21,8 @@ from .data import EvalData
 if TYPE_CHECKING:
     from .frozen import EncoderInfo
 
-__all__ = ["PROBE_FORMAT", "RESULTS_FILE", "STATE_FILE", "ProbeResult", "load_state", "save_state", "write_results"]
+__all__ = ["PROBE_FORMAT", "RESULTS_FILE", "STATE_FILE", "ProbeResult", "best_head", "load_state", "save_state",
+           "write_results"]
 
 PROBE_FORMAT = "vjm-probe-v1"
 STATE_FILE = "latest.pt"
@@ -90,3 +91,19 @@ def write_results(out_dir: Path, cfg: EvalConfig, info: EncoderInfo, history: li
     tmp.write_text(json.dumps(results, indent=1))
     os.replace(tmp, path)
     return ProbeResult(results["top1"], results["top5"], path, results)
+
+
+def best_head(folder: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
+    """The weights of the best head of the finished probe in ``folder`` (the one its results name) and
+    its results: a classifier that fine-tuning can start from."""
+    folder = Path(folder)
+    results_path, state_path = folder / RESULTS_FILE, folder / STATE_FILE
+    if not results_path.is_file() or not state_path.is_file():
+        raise ValueError(f"{folder} is not a finished probe: it needs {RESULTS_FILE} and {STATE_FILE}, as "
+                         "python -m evals.attentive_probe --output-dir FOLDER leaves them")
+    results = json.loads(results_path.read_text())
+    state = torch.load(state_path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or state.get("format") != PROBE_FORMAT or "best_head" not in results:
+        raise ValueError(f"{folder} does not hold a probe of format {PROBE_FORMAT!r}")
+    prefix = f"{results['best_head']}."
+    return {key[len(prefix):]: value for key, value in state["heads"].items() if key.startswith(prefix)}, results

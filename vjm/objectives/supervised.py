@@ -45,6 +45,10 @@ class InitConfig:
                                          "baseline")
     encoder: str | None = param(None, "which encoder of the checkpoint's objective; None = the one it evaluates "
                                       "by default")
+    head: str | None = param(None, "folder of a finished attentive probe of the encoder this run starts from "
+                                   "(python -m evals.attentive_probe --output-dir): its best head starts the "
+                                   "classifier, so that fine-tuning begins with a trained head (LP-FT); None = a "
+                                   "new head")
 
 
 @dataclass
@@ -88,6 +92,9 @@ class SupervisedConfig(ObjectiveConfig):
         if self.mixing and cfg.data.batch_size % 2:
             problems.append(f"'objective.mixup' / 'objective.cutmix' pair each sample with its neighbour in the "
                             f"batch: 'data.batch_size' = {cfg.data.batch_size} must be even")
+        if self.init.head is not None and self.head != "attentive":
+            problems.append(f"'objective.init.head' starts the classifier from a probe's attentive head, but "
+                            f"'objective.head' = {self.head!r}: set it to 'attentive', or remove init.head")
         if self.init.encoder is not None and self.init.checkpoint is None:
             problems.append(f"'objective.init.encoder' = {self.init.encoder!r} names an encoder of a checkpoint, "
                             "but 'objective.init.checkpoint' is not set: set it, or remove the encoder")
@@ -108,13 +115,35 @@ class MeanPoolClassifier(nn.Module):
         return self.fc(self.norm(tokens.mean(dim=1)))
 
 
+def probe_head(folder: str, encoder: nn.Module, num_classes: int) -> dict[str, torch.Tensor]:
+    """The best head of the probe in ``folder``, checked to have read these very encoder weights (by
+    fingerprint) and these classes: a head fitted to other features would start fine-tuning anywhere."""
+    from vjm.eval.features import encoder_fingerprint  # vjm.eval imports the objectives
+    from vjm.eval.probe_state import best_head
+
+    state, results = best_head(folder)
+    read, here = results["encoder"]["fingerprint"], encoder_fingerprint(encoder)
+    if read != here:
+        raise ValueError(f"objective.init.head: the probe in {folder} read other encoder weights (fingerprint {read}) "
+                         f"than this run starts from ({here}). Probe the encoder it starts from: the same checkpoint "
+                         "and encoder, or from scratch --random-init with --pretrain-config this config and run.seed "
+                         "as the probe's seed")
+    if results["num_classes"] != num_classes:
+        raise ValueError(f"objective.init.head: the probe in {folder} has {results['num_classes']} classes, "
+                         f"objective.num_classes = {num_classes}")
+    logger.info("classifier initialised from the best head of the probe in %s (lr %s, top-1 %.1f)", folder,
+                results["heads"][results["best_head"]]["lr"], results["top1"])
+    return state
+
+
 @register_objective("supervised", SupervisedConfig)
 class Supervised(Objective):
     encoders = ("encoder",)
     eval_encoder = "encoder"
 
     def __init__(self, encoder: nn.Module, num_classes: int, label_smoothing: float = 0.0, head: str = "attentive",
-                 num_heads: int = 12, mix: ClipMixup | None = None, ema: float = 0.0):
+                 num_heads: int = 12, mix: ClipMixup | None = None, ema: float = 0.0,
+                 head_state: dict[str, torch.Tensor] | None = None):
         super().__init__()
         self.encoder = encoder
         if head == "attentive":
@@ -123,6 +152,13 @@ class Supervised(Objective):
             self.head = MeanPoolClassifier(encoder.embed_dim, num_classes)
         else:
             raise ValueError(f"Supervised: head must be 'attentive' or 'mean', got {head!r}")
+        if head_state is not None:  # before the EMA copies the head
+            try:
+                self.head.load_state_dict(head_state)
+            except RuntimeError as e:
+                raise ValueError(f"objective.init.head: the probe's head does not fit this classifier (objective."
+                                 f"num_heads = {num_heads}; the probe's queries, depth and MLP must be the pooler's "
+                                 f"defaults): {str(e).splitlines()[0]}") from e
         self.num_classes, self.label_smoothing = num_classes, label_smoothing
         self.mix = mix  # a plain attribute: no weights
         # A child, so checkpoints hold it and a resumed run averages on from where it stopped.
@@ -140,11 +176,12 @@ class Supervised(Objective):
             info = load_encoder_weights(encoder, cfg.model, obj.init.checkpoint, obj.init.encoder)
             logger.info("encoder initialised from %s (%s objective, %r, step %s)", info.checkpoint, info.objective,
                         info.which, info.step)
+        head_state = None if obj.init.head is None else probe_head(obj.init.head, encoder, obj.num_classes)
         mix = None
         if obj.mixing:
             mix = ClipMixup(obj.num_classes, obj.mixup, obj.cutmix, obj.mix_prob, obj.mix_switch_prob,
                             obj.label_smoothing)
-        return cls(encoder, obj.num_classes, obj.label_smoothing, obj.head, obj.num_heads, mix, obj.ema)
+        return cls(encoder, obj.num_classes, obj.label_smoothing, obj.head, obj.num_heads, mix, obj.ema, head_state)
 
     def classifier(self) -> nn.ModuleDict:
         """The trained encoder and head, as the EMA copies them."""
