@@ -20,13 +20,13 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.commit import source_commit  # noqa: E402
 from vjm.ops import scan_mamba_ssm, scan_triton  # noqa: E402
 from vjm.ops.backends import mamba_ssm_import_error, triton_import_error  # noqa: E402
 from vjm.ops.scan_torch import selective_scan_torch  # noqa: E402
@@ -182,8 +182,7 @@ def main() -> None:
     clock, clock_note = sm_clock_hz()
     exp_rate = SFU_EXP_PER_CLOCK_PER_SM * props.multi_processor_count * clock
     bandwidth = copy_bandwidth()
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=Path(__file__).parent).stdout.strip() or "unknown"
+    commit = source_commit()
     print(f"# device: {props.name}, {props.multi_processor_count} SMs; torch {torch.__version__}; commit {commit}")
     print(f"# copy bandwidth (read + write): {bandwidth / 1e12:.2f} TB/s")
     print(f"# exp floor: {SFU_EXP_PER_CLOCK_PER_SM} exp/clk/SM x {props.multi_processor_count} SMs x "

@@ -38,7 +38,6 @@ import gc
 import platform
 import pstats
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -50,6 +49,7 @@ import torch.nn as nn
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 from bench import small_clip, train_step  # noqa: E402
+from bench.commit import source_commit  # noqa: E402
 from vjm.config import load_config  # noqa: E402
 from vjm.masks import token_grid  # noqa: E402
 from vjm.masks.grid import num_tokens  # noqa: E402
@@ -250,11 +250,7 @@ def machine_line(device: torch.device) -> str:
         except Exception:
             return "absent"
 
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                                text=True, timeout=10, check=True).stdout.strip()
-    except Exception:
-        commit = "unknown"
+    commit = source_commit()
     where = (torch.cuda.get_device_name(device) if device.type == "cuda"
              else f"CPU {platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)")
     return (f"{where} | torch {torch.__version__} (CUDA {torch.version.cuda}) | triton {version('triton')} | "
