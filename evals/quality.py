@@ -36,8 +36,11 @@ Tasks (vjm.data.bench_tasks, generated once, real handwriting over real photos):
 * ``--variant NAME KEY=VALUE...``: the V-JEPA recipe with overrides, a row of its own.
 
 Every encoder is frozen and probed with vjm's attentive probe (configs/eval/bench.yaml; its best
-head of the lr x weight-decay grid, the V-JEPA practice) once per probe seed. A reading is the
-mean and standard deviation over pre-training seeds x probe seeds; per task the table gives the
+head of the lr x weight-decay grid, the V-JEPA practice) once per probe seed; a random-init
+control draws its weights from the probe seed, and has as many seeds as a pre-trained row has
+readings. A reading is the mean and standard deviation over pre-training seeds x probe seeds
+(controls: probe seeds); a second table gives every head of the grid by its learning rate, none
+picked. Per task the table gives the
 share of the gap closed, (row - random) / (supervised - random), where supervised beats random by
 more than twice their combined spread (else "no gap").
 
@@ -380,9 +383,12 @@ def probe_jobs(encoders: list[Encoder], budget: Budget, lists: dict, out: Path, 
     # Controls first (they wait for nothing), then seed-major: an encoder's first probe caches its
     # features before its other seeds start.
     order = sorted(encoders, key=lambda enc: enc.run_dir is not None)
-    for seed in range(budget.probe_seeds):
+    # A control draws a new random encoder for each probe seed, as many as each pre-trained row has
+    # readings: with fewer, the random encoders' own spread dominates every comparison.
+    control_seeds = budget.probe_seeds * budget.pretrain_seeds
+    for seed in range(control_seeds):
         for enc in order:
-            if enc.finetuned:
+            if enc.finetuned or seed >= (control_seeds if enc.run_dir is None else budget.probe_seeds):
                 continue
             trained = enc.run_dir is None or enc.pretrain_s is not None or enc.run_dir.name in to_pretrain
             if not trained:  # --report-only: not pre-trained

@@ -126,6 +126,17 @@ def test_report_only_reads_what_finished_and_runs_nothing(tmp_path):
     assert all(job.after is None for job in jobs) and not any("vjepa_8steps_seed1" in job.name for job in jobs)
 
 
+def test_the_control_has_as_many_readings_as_a_pre_trained_row(tmp_path):
+    args = parse_args([])
+    budget = small_budget(pretrain_seeds=2, probe_seeds=3)
+    encoders = plan(args, budget, LISTS, tmp_path)
+    jobs, _ = probe_jobs(encoders, budget, LISTS, tmp_path, args, pretraining_jobs(encoders, args))
+    digit = [job.name for job in jobs if job.name.endswith(tuple(f"digit_probe{s}" for s in range(9)))]
+    assert sorted(name for name in digit if " random " in name) == [f"probe random digit_probe{s}" for s in range(6)]
+    assert sum(" vjepa_8steps_seed0 " in name for name in digit) == 3  # x 2 pre-training seeds = 6 readings
+    assert sum(" supervised_digit_8steps_seed0 " in name for name in digit) == 3  # one run per task: 3 readings
+
+
 def test_every_head_of_the_grid_is_tabulated_by_its_rate_none_picked(tmp_path):
     args = parse_args(["--report-only"])
     budget = small_budget(probe_seeds=2, pretrain_seeds=1)

@@ -239,8 +239,9 @@ class OptimConfig:
                                "head) at lr; 1 = off (fine-tuning; see vjm.train.optim)",
                                range=Range(0, 1, open_lo=True))
     head_lr_scale: float = param(1.0, "lr multiplier of the parameters outside the evaluated encoder (a new "
-                                 "classifier head): a head that starts from nothing learns at the probe's rate "
-                                 "while the encoder moves slowly; 1 = off", range=POSITIVE)
+                                 "classifier head; in pre-training, also a decoder or predictor): a head that "
+                                 "starts from nothing learns at the probe's rate while the encoder moves slowly; "
+                                 "1 = off", range=POSITIVE)
     encoder_frozen_steps: int = param(0, "optimiser steps at the start during which the evaluated encoder keeps its "
                                       "weights (lr 0) and only the parameters outside it (a new head) train; then "
                                       "the encoder warms up over warmup_steps and joins the schedule: a probe "
