@@ -409,10 +409,10 @@ def run_benchmark(encoders: list[Encoder], budget: Budget, lists: dict, out: Pat
     probes, where = probe_jobs(encoders, budget, lists, out, args, pretraining)
     # A classifier that starts from a probe's head waits for that probe (which waits for its encoder).
     probe_job = {job.log.parent: job.name for job in probes}
-    for job, enc in ((job, enc) for job in pretraining for enc in encoders
-                     if enc.run_dir is not None and enc.run_dir.name == job.name):
-        if enc.head_probe in probe_job:
-            job.after = probe_job[enc.head_probe]
+    encoder_of = {enc.run_dir.name: enc for enc in encoders if enc.run_dir is not None}
+    for job in pretraining:
+        if encoder_of[job.name].head_probe in probe_job:
+            job.after = probe_job[encoder_of[job.name].head_probe]
     if args.report_only:
         if probes:
             logger.warning("%d probe(s) not finished (left out of the table)", len(probes))
