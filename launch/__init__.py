@@ -74,6 +74,7 @@ def run_training(cfg: Config, device: str = "auto", train_fn: TrainFn | None = N
     setup_logging(dist.rank)
     logger.info("process %d of %d on %s; run folder %s", dist.rank, dist.world_size, dist.device, cfg.run_dir)
     use_threads(cfg.run.threads, workers=cfg.data.num_workers, processes=local_processes)
+    finished = False  # every rank reached the last step
     try:
         # A stop asked for while the model and data are being built takes effect after the first step.
         with STOP.catching():
@@ -81,6 +82,8 @@ def run_training(cfg: Config, device: str = "auto", train_fn: TrainFn | None = N
                 from vjm.train.engine import train as train_fn  # imported here: launching must not need its deps
             if allow_config_change:
                 train_fn = functools.partial(train_fn, allow_config_change=True)
-            return train_fn(cfg, dist)
+            result = train_fn(cfg, dist)
+            finished = True
+            return result
     finally:
-        cleanup()
+        cleanup(together=finished)

@@ -454,3 +454,24 @@ def test_sigkill_of_one_rank_stops_the_run_and_the_same_command_resumes_exactly(
     assert launcher(config, log).wait(timeout=300) == 0, log.read_text()
     assert "resumed from" in log.read_text()
     assert read_losses(run_dir) == expected  # both ranks continued exactly
+
+
+def test_ranks_wait_for_each_other_after_the_last_step_and_a_failed_rank_leaves_at_once(tmp_path, monkeypatch):
+    import launch
+
+    calls = []
+    monkeypatch.setattr(vdist.dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(vdist.dist, "barrier", lambda: calls.append("barrier"))
+    monkeypatch.setattr(vdist.dist, "destroy_process_group", lambda: calls.append("leave"))
+    monkeypatch.setattr(launch, "use_threads", lambda *args, **kwargs: None)
+    cfg = make_cfg(tmp_path)
+    assert launch.run_training(cfg, "cpu", train_fn=lambda cfg, dist: "trained") == "trained"
+    assert calls == ["barrier", "leave"]  # a rank still saving its checkpoint keeps its connections
+
+    def fails(cfg, dist):
+        raise ValueError("a bad batch")
+
+    calls.clear()
+    with pytest.raises(ValueError, match="a bad batch"):
+        launch.run_training(cfg, "cpu", train_fn=fails)
+    assert calls == ["leave"]  # the others may never reach a barrier

@@ -155,9 +155,14 @@ def init_distributed(device: str = "auto") -> DistInfo:
     return info
 
 
-def cleanup() -> None:
-    """Leave the process group, if one was joined."""
+def cleanup(together: bool = False) -> None:
+    """Leave the process group, if one was joined. ``together`` (every rank finished its last step):
+    wait for the others first, so that no rank tears down its connections while another still writes
+    its checkpoint; gloo once aborted a rank that left first (SIGABRT, "terminate called without an
+    active exception"). A rank that failed leaves at once: the others may never come."""
     if dist.is_available() and dist.is_initialized():
+        if together:
+            dist.barrier()
         dist.destroy_process_group()
 
 
