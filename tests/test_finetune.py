@@ -186,6 +186,16 @@ def test_fine_tuning_starts_from_the_best_head_of_a_probe_of_the_same_weights(tm
         torch.testing.assert_close(trainer.objective.ema.module["head"].state_dict()[name], expected[name])
     assert results["heads"][results["best_head"]]["top1"] == results["top1"]
 
+    # A resumed run takes its head from its own checkpoint: the probe it started from may be gone.
+    trainer.save()
+    probe.rename(tmp_path / "probe_moved")
+    resumed = Trainer(config_from_dict(raw), DistInfo())
+    assert resumed.resume()
+    for name, value in resumed.objective.head.state_dict().items():
+        torch.testing.assert_close(value, expected[name])
+    probe = (tmp_path / "probe_moved").rename(probe)
+    (trainer.run_dir / "latest.pt").unlink()
+
     # Refused: a probe of other weights (seed 4, while the run draws from seed 3), a folder that is not a
     # probe, a mean-pooled head.
     other = probe_of(tmp_path / "other", toy_root, 4, *random_start)

@@ -170,13 +170,21 @@ class Supervised(Objective):
     def from_config(cls, cfg: Config) -> "Supervised":
         obj: SupervisedConfig = cfg.objective  # type: ignore[assignment]
         encoder = build_encoder(cfg.model)
-        if obj.init.checkpoint is not None:
+        # A run that resumes takes its encoder and head from its own checkpoint, which the engine loads
+        # next: the files it started from are not read again, and may be gone.
+        resuming = (cfg.run_dir / "latest.pt").is_file()
+        if resuming and (obj.init.checkpoint is not None or obj.init.head is not None):
+            logger.info("resuming: the encoder and head come from %s, not from objective.init",
+                        cfg.run_dir / "latest.pt")
+        elif obj.init.checkpoint is not None:
             from vjm.eval.frozen import load_encoder_weights  # vjm.eval imports the objectives
 
             info = load_encoder_weights(encoder, cfg.model, obj.init.checkpoint, obj.init.encoder)
             logger.info("encoder initialised from %s (%s objective, %r, step %s)", info.checkpoint, info.objective,
                         info.which, info.step)
-        head_state = None if obj.init.head is None else probe_head(obj.init.head, encoder, obj.num_classes)
+        head_state = None
+        if obj.init.head is not None and not resuming:
+            head_state = probe_head(obj.init.head, encoder, obj.num_classes)
         mix = None
         if obj.mixing:
             mix = ClipMixup(obj.num_classes, obj.mixup, obj.cutmix, obj.mix_prob, obj.mix_switch_prob,
