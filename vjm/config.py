@@ -327,6 +327,11 @@ class Config:
         """Folder of this run: checkpoints, logs, the resolved config."""
         return Path(self.run.folder)
 
+    @property
+    def latest_checkpoint(self) -> Path:
+        """The run's checkpoint: written every train.checkpoint_every steps, resumed from when it exists."""
+        return self.run_dir / "latest.pt"
+
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (lists, not tuples) that YAML can write and config_from_dict reads back."""
         return _plain(dataclasses.asdict(self))

@@ -172,10 +172,9 @@ class Supervised(Objective):
         encoder = build_encoder(cfg.model)
         # A run that resumes takes its encoder and head from its own checkpoint, which the engine loads
         # next: the files it started from are not read again, and may be gone.
-        resuming = (cfg.run_dir / "latest.pt").is_file()
+        resuming = cfg.latest_checkpoint.is_file()
         if resuming and (obj.init.checkpoint is not None or obj.init.head is not None):
-            logger.info("resuming: the encoder and head come from %s, not from objective.init",
-                        cfg.run_dir / "latest.pt")
+            logger.info("resuming: the encoder and head come from %s, not from objective.init", cfg.latest_checkpoint)
         elif obj.init.checkpoint is not None:
             from vjm.eval.frozen import load_encoder_weights  # vjm.eval imports the objectives
 

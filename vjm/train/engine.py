@@ -201,7 +201,7 @@ class Trainer:
         self.cfg, self.dist, self.device = cfg, dist, dist.device
         self.allow_config_change = allow_config_change
         self.run_dir = cfg.run_dir
-        self.latest = self.run_dir / "latest.pt"
+        self.latest = cfg.latest_checkpoint
         if dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             remove_stale_temp_files(self.latest)  # a write killed midway must not keep the disk full

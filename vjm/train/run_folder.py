@@ -115,7 +115,7 @@ def check_run_folder(cfg: Config, allow_change: bool = False) -> list[Change]:
     the launchers' check before a job is queued or a model built. [] for a new run."""
     from .checkpoint import load_checkpoint  # torch: keep it out of this module's import
 
-    latest = cfg.run_dir / "latest.pt"
+    latest = cfg.latest_checkpoint
     if not latest.is_file():
         return []
     saved = load_checkpoint(latest, mmap=True).get("config", {})
