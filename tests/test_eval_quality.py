@@ -149,15 +149,19 @@ def test_every_head_of_the_grid_is_tabulated_by_its_rate_none_picked(tmp_path):
         folder.mkdir(parents=True)
         heads = [{"lr": lr, "weight_decay": wd, "top1": top1 + offset}
                  for lr, wd, top1 in ((1e-2, 0.01, 80.0), (1e-2, 0.1, 90.0), (1e-3, 0.01, 30.0), (1e-3, 0.1, 40.0))]
-        (folder / "results.json").write_text(json.dumps({"top1": 90.0 + offset, "heads": heads}))
+        # Seed 1 picked its best head on held-out training clips: 94 there, 95 by the best on the val clips.
+        picked = {"top1_picked_on_val": 95.0} if seed else {}
+        (folder / "results.json").write_text(json.dumps({"top1": 90.0 + offset, "heads": heads, **picked}))
     run_benchmark(encoders, budget, LISTS, tmp_path, args)
     row = summarise(encoders)["vjepa (8 steps)"]
     assert row["speed"]["mean"] == 92.0  # the best head of each probe
+    assert row["picked_on_val"]["speed"]["values"] == [90.0, 95.0]
     assert row["head_rates"]["speed"][0.01]["mean"] == 87.0 and row["head_rates"]["speed"][0.001]["n"] == 4
     assert row["head_rates"]["speed"][0.001]["mean"] == 37.0 and "digit" not in row["head_rates"]
     text = markdown(summarise(encoders), "## test")
     assert "| encoder | speed lr 0.01 | speed lr 0.001 |" in text
     assert "| vjepa (8 steps) | 87.0 ± 6.2 | 37.0 ± 6.2 |" in text
+    assert "picked on the validation clips (V-JEPA's practice):" in text and "| 92.5 ± 3.5 (n=2) |" in text
 
 
 def test_no_share_of_a_gap_that_is_inside_the_spread(tmp_path):

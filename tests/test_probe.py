@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -20,12 +21,12 @@ from vjm.config import Config, ConfigError, config_from_dict, load_config
 from vjm.data.toy import ensure_toy_dataset
 from vjm.eval import probe as probe_module
 from vjm.eval.config import eval_config_from_dict, load_eval_config
-from vjm.eval.data import build_eval_data
-from vjm.eval.features import encode_clips, encoder_fingerprint, extract_features
+from vjm.eval.data import build_eval_data, holdout_split
+from vjm.eval.features import CachedFeatures, encode_clips, encoder_fingerprint, extract_features
 from vjm.eval.frozen import EncoderInfo, load_frozen_encoder
 from vjm.eval.pooler import AttentiveClassifier, AttentivePooler, average_predictions
 from vjm.eval.probe import build_heads, build_probe_optimizer, default_output_dir, run_probe
-from vjm.eval.tokens import group_tokens
+from vjm.eval.tokens import TokenSource, group_tokens
 from vjm.models import build, build_encoder, list_models, register_model
 from vjm.train.checkpoint import save_checkpoint
 from vjm.train.optim import warmup_cosine
@@ -242,6 +243,56 @@ def test_sweep_heads_train_independently(toy_root, tmp_path):
     state = torch.load(tmp_path / "out" / "latest.pt", weights_only=True)
     w0, w1 = (state["heads"][f"{i}.head.weight"] for i in range(2))
     assert not torch.equal(w0, w1)
+
+
+# ------------------------------------------------------------------------------------------ picking the best head
+
+
+def test_holdout_split_holds_out_a_share_of_each_class():
+    labels = np.array([0] * 10 + [1] * 5 + [2] * 2 + [3])
+    kept, held = holdout_split(labels, 0.2, seed=0)
+    assert sorted(np.concatenate([kept, held]).tolist()) == list(range(18))  # disjoint, together all of them
+    # 2 of 10, 1 of 5, 1 of 2 (at least one), none of a class of one (it would leave training without it).
+    assert [int((labels[held] == c).sum()) for c in range(4)] == [2, 1, 1, 0]
+    assert holdout_split(labels, 0.2, seed=0)[1].tolist() == held.tolist()
+    assert holdout_split(labels, 0.2, seed=1)[1].tolist() != held.tolist()
+
+
+def test_token_sources_read_only_their_positions(toy_root):
+    cfg = eval_config_from_dict(probe_config(toy_root, data={"holdout_fraction": 0.25}))
+    data = build_eval_data(cfg.data, seed=3)
+    kept, held = data.train_positions, data.holdout_positions
+    assert len(held) == 8 and data.holdout is data.train  # one of the 3 videos of each of 8 classes
+    common = dict(num_segments=1, batch_size=4, num_workers=0, device=torch.device("cpu"), dtype=torch.float32,
+                  seed=0)
+    # Cached tokens that name their sample: training batches draw only from the kept positions.
+    marks = CachedFeatures(torch.arange(24.0).view(24, 1, 1, 1, 1), torch.arange(24))
+    train = TokenSource(encoder=None, dataset=data.train, training=True, positions=kept, cached=marks, **common)
+    seen = torch.cat([tokens.flatten() for tokens, _ in train.batches(0)]).long()
+    assert len(seen) == len(train) * 4 == 16 and set(seen.tolist()) == set(kept.tolist())
+    holdout = TokenSource(encoder=None, dataset=data.holdout, training=False, positions=held, cached=marks, **common)
+    batches = list(holdout.batches(0))
+    assert torch.cat([tokens.flatten() for tokens, _ in batches]).long().tolist() == held.tolist()
+    labels = torch.cat([labels for _, labels in batches]).tolist()
+    assert labels == data.train.labels[held].tolist()
+    # Through the loader (no cache): the same samples, read from the videos.
+    streamed = TokenSource(encoder=tiny_encoder(), dataset=data.holdout, training=False, positions=held, **common)
+    assert torch.cat([labels for _, labels in streamed.batches(0)]).tolist() == labels
+
+
+@pytest.mark.parametrize("cache", [True, False])
+def test_the_best_head_is_picked_on_held_out_training_clips(toy_root, tmp_path, cache):
+    cfg = eval_config_from_dict(probe_config(toy_root, data={"holdout_fraction": 0.25},
+                                             optim={"lr": [1e-4, 3e-2], "weight_decay": [0.0]},
+                                             train={"epochs": 2, "cache_features": cache}))
+    encoder = tiny_encoder()
+    result = run_probe(cfg, encoder, info_of(encoder), tmp_path / "out", "cpu")
+    r, heads = result.results, result.results["heads"]
+    assert r["picked_on"] == "held-out training clips" and (r["num_train"], r["num_holdout"]) == (16, 8)
+    best = max(range(2), key=lambda i: heads[i]["holdout_top1"])
+    assert r["best_head"] == best and result.top1 == heads[best]["top1"]  # read on the validation clips
+    assert r["top1_picked_on_val"] == max(h["top1"] for h in heads)
+    assert "holdout" in r["history"][-1] and r["history"][-1]["holdout"][best]["top1"] == heads[best]["holdout_top1"]
 
 
 # ------------------------------------------------------------------------------------------ checkpoints

@@ -18,6 +18,7 @@ each distinct file once in the log and counts it once, however often it is met.
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -67,6 +68,17 @@ class ClipDataset(Dataset):
     @property
     def num_classes(self) -> int:
         return int(self.labels.max()) + 1
+
+    def subset(self, indices: Sequence[int]) -> "ClipDataset":
+        """The same dataset over the samples at ``indices`` (in that order), with their own indices."""
+        indices = np.asarray(indices, dtype=np.int64)
+        part = copy.copy(self)
+        part.samples = SampleTable([self.samples[int(i)] for i in indices])
+        if not len(part.samples):
+            raise ValueError("a subset needs at least one sample")
+        part.sample_weights = None if self.sample_weights is None else self.sample_weights[indices]
+        part._bad, part.num_skipped = {}, 0
+        return part
 
     def load(self, sample: Sample) -> torch.Tensor:
         """The clips ``[K, C, T, H, W]`` of one sample; raises DecodeError / ShortVideoError."""

@@ -82,6 +82,10 @@ class EvalDataConfig(DataConfig):
                               "training always takes one", choices=(1, 3))
     augment: bool = param(True, "augment training clips (random resized crop, flip, RandAugment, erasing); "
                                 "off = evaluation clips, whose features can be cached")
+    holdout_fraction: float = param(0.0, "share of the training videos kept out of the heads' training to pick the "
+                                         "best head (per class, drawn from run.seed); 0 = pick it on the validation "
+                                         "clips, V-JEPA's practice, which favours encoders whose heads disagree",
+                                    range=Range(0, 0.5))
 
     def cross_check(self) -> list[str]:
         """Problems between the data keys of an evaluation."""

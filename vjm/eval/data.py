@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+import numpy as np
+
 from vjm.data import build_dataset
 from vjm.data.datasets import ClipDataset
 
@@ -17,7 +19,7 @@ from .config import EvalDataConfig
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["EvalData", "build_eval_data", "resolve_sources"]
+__all__ = ["EvalData", "build_eval_data", "holdout_split", "resolve_sources"]
 
 
 @dataclass
@@ -27,6 +29,24 @@ class EvalData:
     num_classes: int
     # Training clips are the same every epoch (no augmentation, fixed segments): their features can be cached.
     train_is_static: bool
+    # With data.holdout_fraction: the heads train on train[train_positions] and the best is picked on
+    # holdout[holdout_positions], the same videos taken as evaluation clips (``train`` itself when static).
+    train_positions: np.ndarray | None = None
+    holdout: ClipDataset | None = None
+    holdout_positions: np.ndarray | None = None
+
+
+def holdout_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(kept, held out): sorted positions, ``fraction`` of each class held out (at least one of a class
+    with two or more samples), drawn from ``seed``."""
+    generator = np.random.default_rng(seed)
+    held = []
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        count = min(len(members) - 1, max(1, round(fraction * len(members))))
+        held.append(generator.permutation(members)[:count])
+    held = np.sort(np.concatenate(held))
+    return np.setdiff1d(np.arange(len(labels)), held), held
 
 
 def resolve_sources(data: EvalDataConfig) -> tuple[str, list[str], list[str]]:
@@ -42,8 +62,9 @@ def resolve_sources(data: EvalDataConfig) -> tuple[str, list[str], list[str]]:
     return "video", [paths["train"][data.toy_task]], [paths["val"][data.toy_task]]
 
 
-def build_eval_data(data: EvalDataConfig) -> EvalData:
-    """Build both splits and check their labels against ``data.num_classes``."""
+def build_eval_data(data: EvalDataConfig, seed: int = 0) -> EvalData:
+    """Build both splits, check their labels against ``data.num_classes``, and hold out
+    ``data.holdout_fraction`` of the training videos (drawn from ``seed``) to pick the best head on."""
     kind, train_sources, val_sources = resolve_sources(data)
     common = dict(kind=kind, frames_per_clip=data.frames_per_clip, frame_step=data.frame_step, fps=data.fps,
                   crop_size=data.crop_size, decoder=data.decoder, short_video=data.short_video)
@@ -66,4 +87,17 @@ def build_eval_data(data: EvalDataConfig) -> EvalData:
         raise ValueError("the data has negative labels; labels must be 0 .. num_classes - 1")
     logger.info("Evaluation data: %d training and %d validation samples, %d classes", len(train), len(val),
                 num_classes)
-    return EvalData(train, val, num_classes, train_is_static=not data.augment)
+    result = EvalData(train, val, num_classes, train_is_static=not data.augment)
+    if data.holdout_fraction > 0:
+        kept, held = holdout_split(train.labels, data.holdout_fraction, seed)
+        if not len(held):
+            raise ValueError(f"'data.holdout_fraction' = {data.holdout_fraction} holds out none of the {len(train)} "
+                             "training samples (each class needs two or more); set it to 0 to pick the best "
+                             "head on the validation clips")
+        # Held-out videos are read as validation clips are: no augmentation, centre crop, one view.
+        holdout = train if not data.augment else build_dataset(
+            paths=train_sources, training=False, num_segments=data.num_segments, num_views=1, eval_crop="center",
+            **common)
+        result.train_positions, result.holdout, result.holdout_positions = kept, holdout, held
+        logger.info("%d of the training samples are held out to pick the best head", len(held))
+    return result

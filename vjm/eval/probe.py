@@ -33,7 +33,7 @@ from .data import EvalData, build_eval_data
 from .features import extract_features
 from .frozen import EncoderInfo
 from .pooler import AttentiveClassifier, ProbeHeads, average_predictions
-from .probe_state import STATE_FILE, ProbeResult, load_state, save_state, write_results
+from .probe_state import STATE_FILE, ProbeResult, load_state, pick_head, save_state, write_results
 from .tokens import TokenSource, group_tokens
 
 logger = logging.getLogger(__name__)
@@ -177,24 +177,33 @@ def _sampling(cfg: EvalConfig, split: str, num_views: int) -> dict:
 
 
 def _make_sources(cfg: EvalConfig, encoder: nn.Module, data: EvalData, device: torch.device,
-                  dtype: torch.dtype) -> tuple[TokenSource, TokenSource]:
+                  dtype: torch.dtype) -> dict[str, TokenSource]:
+    """Token sources by split: ``train``, ``val``, and ``holdout`` (the training videos kept out to pick
+    the best head on) when data.holdout_fraction holds some out."""
     d, t = cfg.data, cfg.train
     common = dict(encoder=encoder, num_segments=d.num_segments, batch_size=d.batch_size,
                   num_workers=d.num_workers, device=device, dtype=dtype, seed=cfg.run.seed, pin_memory=d.pin_memory)
-    train = TokenSource(dataset=data.train, training=True, **common)
-    val = TokenSource(dataset=data.val, training=False, **common)
+    sources = {"train": TokenSource(dataset=data.train, training=True, positions=data.train_positions, **common),
+               "val": TokenSource(dataset=data.val, training=False, **common)}
+    if data.holdout is not None:
+        sources["holdout"] = TokenSource(dataset=data.holdout, training=False, positions=data.holdout_positions,
+                                         **common)
     if t.cache_features:
         extract = dict(num_segments=d.num_segments, batch_size=d.batch_size, num_workers=d.num_workers,
                        device=device, dtype=dtype, cache_dir=t.feature_cache_dir, pin_memory=d.pin_memory)
+        # Features of whole datasets (the split is a choice of positions), so every probe seed shares them.
         if data.train_is_static:
-            train.cached = extract_features(encoder, data.train, sampling=_sampling(cfg, "train", 1),
-                                            what="train features", **extract)
+            sources["train"].cached = extract_features(encoder, data.train, sampling=_sampling(cfg, "train", 1),
+                                                       what="train features", **extract)
         else:
             logger.warning("train.cache_features: training clips are augmented (data.augment), so only the "
                            "validation features are cached")
-        val.cached = extract_features(encoder, data.val, sampling=_sampling(cfg, "val", d.num_views),
-                                      what="val features", **extract)
-    return train, val
+        if "holdout" in sources:
+            sources["holdout"].cached = (sources["train"].cached if data.holdout is data.train else extract_features(
+                encoder, data.holdout, sampling=_sampling(cfg, "train", 1), what="train features", **extract))
+        sources["val"].cached = extract_features(encoder, data.val, sampling=_sampling(cfg, "val", d.num_views),
+                                                 what="val features", **extract)
+    return sources
 
 
 def run_probe(cfg: EvalConfig, encoder: nn.Module, info: EncoderInfo, out_dir: str | os.PathLike | None = None,
@@ -206,7 +215,7 @@ def run_probe(cfg: EvalConfig, encoder: nn.Module, info: EncoderInfo, out_dir: s
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "config.yaml").write_text(eval_config_to_yaml(cfg))
     encoder = encoder.to(device).eval().requires_grad_(False)
-    data = build_eval_data(cfg.data)
+    data = build_eval_data(cfg.data, seed=cfg.run.seed)
     heads = build_heads(cfg, info.embed_dim, data.num_classes).to(device)
     optimizer = build_probe_optimizer(heads, cfg)
     history: list[dict] = []
@@ -222,19 +231,22 @@ def run_probe(cfg: EvalConfig, encoder: nn.Module, info: EncoderInfo, out_dir: s
     logger.info("Probing %s (%s %s%s) with %d head(s) on %s; output in %s", info.model, info.objective, info.which,
                 f", step {info.step}" if info.step is not None else "", len(heads), device, out_dir)
 
-    train_source, val_source = None, None
+    sources: dict[str, TokenSource] = {}
     total_steps = 0
     for epoch in range(len(history), cfg.train.epochs):
-        if train_source is None:
-            train_source, val_source = _make_sources(cfg, encoder, data, device, dtype)
-            total_steps = cfg.train.epochs * len(train_source)
+        if not sources:
+            sources = _make_sources(cfg, encoder, data, device, dtype)
+            total_steps = cfg.train.epochs * len(sources["train"])
         record: dict[str, Any] = {"epoch": epoch + 1,
-                                  "train": train_epoch(heads, optimizer, train_source, cfg, epoch, total_steps)}
+                                  "train": train_epoch(heads, optimizer, sources["train"], cfg, epoch, total_steps)}
         if (epoch + 1) % cfg.train.eval_every == 0 or epoch + 1 == cfg.train.epochs:
-            record["val"] = evaluate(heads, val_source, cfg)
-            best = max(record["val"], key=lambda h: h["top1"])
-            logger.info("epoch %d/%d: val top1 %.2f top5 %.2f (best of %d heads)", epoch + 1, cfg.train.epochs,
-                        best["top1"], best["top5"], len(heads))
+            for split in ("holdout", "val"):
+                if split in sources:
+                    record[split] = evaluate(heads, sources[split], cfg)
+            picked = pick_head(record)
+            logger.info("epoch %d/%d: val top1 %.2f top5 %.2f (the best of %d heads on the %s clips)", epoch + 1,
+                        cfg.train.epochs, record["val"][picked]["top1"], record["val"][picked]["top5"], len(heads),
+                        "held-out training" if "holdout" in record else "validation")
         history.append(record)
         save_state(state_path, {"config": cfg.to_dict(), "encoder": dataclasses.asdict(info),
                                 "heads": heads.state_dict(), "optimizer": optimizer.state_dict(),

@@ -21,8 +21,8 @@ from .data import EvalData
 if TYPE_CHECKING:
     from .frozen import EncoderInfo
 
-__all__ = ["PROBE_FORMAT", "RESULTS_FILE", "STATE_FILE", "ProbeResult", "best_head", "load_state", "save_state",
-           "write_results"]
+__all__ = ["PROBE_FORMAT", "RESULTS_FILE", "STATE_FILE", "ProbeResult", "best_head", "load_state", "pick_head",
+           "save_state", "write_results"]
 
 PROBE_FORMAT = "vjm-probe-v1"
 STATE_FILE = "latest.pt"
@@ -73,17 +73,30 @@ class ProbeResult:
     results: dict
 
 
+def pick_head(record: dict[str, Any]) -> int:
+    """The head with the best top-1 on the held-out training clips where the probe has some, else on the
+    validation clips."""
+    scores = record["holdout"] if "holdout" in record else record["val"]
+    return max(range(len(scores)), key=lambda i: scores[i]["top1"])
+
+
 def write_results(out_dir: Path, cfg: EvalConfig, info: EncoderInfo, history: list[dict[str, Any]],
                   num_classes: int, data: EvalData) -> ProbeResult:
-    """results.json: the best head's top-1 / top-5 (last validation), every head's, the history, chance."""
-    last = history[-1]["val"]
-    best = max(range(len(last)), key=lambda i: last[i]["top1"])
-    heads = [{"lr": lr, "weight_decay": wd, "top1": last[i]["top1"], "top5": last[i]["top5"],
+    """results.json: the best head's top-1 / top-5 on the validation clips (last validation), every
+    head's, the history, chance. The best head is picked on the held-out training clips where there
+    are some; ``top1_picked_on_val`` is the validation clips' best top-1 either way (V-JEPA's reading)."""
+    last = history[-1]
+    best, on_val = pick_head(last), max(range(len(last["val"])), key=lambda i: last["val"][i]["top1"])
+    heads = [{"lr": lr, "weight_decay": wd, "top1": last["val"][i]["top1"], "top5": last["val"][i]["top5"],
               "best_epoch_top1": max(h["val"][i]["top1"] for h in history if "val" in h),
-              "train_loss": history[-1]["train"][i]["loss"], "train_top1": history[-1]["train"][i]["top1"]}
+              "train_loss": last["train"][i]["loss"], "train_top1": last["train"][i]["top1"],
+              **({"holdout_top1": last["holdout"][i]["top1"]} if "holdout" in last else {})}
              for i, (lr, wd) in enumerate(cfg.optim.grid)]
-    results = {"eval": cfg.run.name, "top1": last[best]["top1"], "top5": last[best]["top5"], "best_head": best,
-               "chance_top1": 100.0 / num_classes, "num_classes": num_classes, "num_train": len(data.train),
+    held = 0 if data.holdout_positions is None else len(data.holdout_positions)
+    results = {"eval": cfg.run.name, "top1": last["val"][best]["top1"], "top5": last["val"][best]["top5"],
+               "best_head": best, "picked_on": "held-out training clips" if held else "validation clips",
+               "top1_picked_on_val": last["val"][on_val]["top1"], "chance_top1": 100.0 / num_classes,
+               "num_classes": num_classes, "num_train": len(data.train) - held, "num_holdout": held,
                "num_val": len(data.val), "epochs": len(history), "encoder": dataclasses.asdict(info),
                "heads": heads, "history": history, "config": cfg.to_dict()}
     path = out_dir / RESULTS_FILE

@@ -49,11 +49,12 @@ class TokenSource:
     seed: int
     training: bool
     pin_memory: bool = True
-    cached: CachedFeatures | None = None
+    positions: Any = None  # only these samples of ``dataset`` (positions, as from vjm.eval.data.holdout_split)
+    cached: CachedFeatures | None = None  # features of every sample of ``dataset``
     skipped: SkippedFiles = field(default_factory=SkippedFiles)  # unreadable files met, each named once
 
     def __len__(self) -> int:
-        n = len(self.dataset)
+        n = len(self.dataset) if self.positions is None else len(self.positions)
         if not self.training:
             return math.ceil(n / self.batch_size)
         return max(1, n // self.batch_size)
@@ -62,8 +63,9 @@ class TokenSource:
         if self.cached is not None:
             yield from self._cached_batches(epoch)
             return
-        loader = build_loader(self.dataset, self.batch_size, self.num_workers, seed=self.seed,
-                              training=self.training, drop_last=self.training and len(self.dataset) >= self.batch_size,
+        dataset = self.dataset if self.positions is None else self.dataset.subset(self.positions)
+        loader = build_loader(dataset, self.batch_size, self.num_workers, seed=self.seed,
+                              training=self.training, drop_last=self.training and len(dataset) >= self.batch_size,
                               pin_memory=self.pin_memory and self.device.type == "cuda")
         loader.sampler.set_epoch(epoch)
         for batch in loader:
@@ -73,12 +75,12 @@ class TokenSource:
 
     def _cached_batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         tokens, labels = self.cached.tokens, self.cached.labels(self.dataset)
-        n = len(labels)
+        pool = torch.arange(len(labels)) if self.positions is None else torch.as_tensor(self.positions)
         if self.training:  # a new order every epoch, the same after a resume
             generator = torch.Generator().manual_seed(derive_seed(self.seed, epoch))
-            order = torch.randperm(n, generator=generator)[: len(self) * self.batch_size]
+            order = pool[torch.randperm(len(pool), generator=generator)[: len(self) * self.batch_size]]
         else:
-            order = torch.arange(n)
+            order = pool
         for start in range(0, len(order), self.batch_size):
             index = order[start:start + self.batch_size]
             yield tokens[index].to(self.device, non_blocking=True), labels[index].to(self.device)
