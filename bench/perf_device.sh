@@ -9,9 +9,9 @@
 # The tables' headers name the commit: set VJM_COMMIT=<commit> where the copy's git metadata lags its
 # files (the device tool's copy), else they read "<old commit>-dirty" (bench/commit.py).
 # Sections and their timed limits in seconds: V-JEPA 110, MAE 70, ARM 85, supervised 70, GPU busy 55,
-# small clips 70 (needs PyAV: the toy clips are generated first), slws 60 + 4 x 35 (SLWS's cost:
-# the V-JEPA step at 16 x 224^2 with rate 0 and 0.5, twice each). Each section first runs one untimed step of
-# its rows, within the same limit, so that the Triton compiles of a fresh machine (minutes in all;
+# small clips 70 (needs PyAV: the toy clips are generated first), slws 150 (SLWS's cost: the V-JEPA
+# step at 16 x 224^2, batch 16, with rate 0 and 0.5 in turn, twice each). Each section first runs one
+# untimed step of its rows, within the same limit, so that the Triton compiles of a fresh machine (minutes in all;
 # they stopped every section of a first call at e69192f) fall outside the timed run; on a machine
 # already warm that pass takes seconds. Pick the sections that fit a call of at most 10 minutes.
 set -uo pipefail
@@ -58,20 +58,6 @@ section() {  # section NAME SECONDS bench.throughput-args...
     echo | tee -a "$report"
 }
 
-slws() {  # SLWS's cost (issue 19): the V-JEPA step at 16 x 224^2 without and with it, in turn, 35 s each
-    local config=configs/vjepa_k400_tiny.yaml args=(--batch 16 --steps 15 --warmup 3)
-    if [ "${COMPILE_FIRST:-1}" = 1 ]; then  # as section does: a fresh machine's compiles outside the timings
-        timeout -k 5 60 python3 -m bench.train_step --fname $config --batch 16 --steps 1 --warmup 1 \
-            --set "regularizers=[{kind: slws, rate: 0.5}]" > "$out/slws.compile.log" 2>&1
-    fi
-    for rate in 0 0.5 0 0.5; do
-        timeout -k 5 35 python3 -m bench.train_step --fname $config "${args[@]}" \
-            --set "regularizers=[{kind: slws, rate: $rate}]" \
-            | sed "s/^| vjepa/| slws rate $rate, vjepa/" | grep -E "^\| slws" | tee -a "$report"
-    done
-    echo | tee -a "$report"
-}
-
 run_section() {
     case $1 in
         vjepa) section vjepa 110 --tables vjepa "${common[@]}" ;;
@@ -80,7 +66,7 @@ run_section() {
         supervised) section supervised 70 --tables supervised "${common[@]}" ;;
         busy) section busy 55 --tables busy --scan-backends triton --busy-frames 16 --steps 5 --warmup 2 --busy-steps 2 ;;
         small_clip) section small_clip 70 --tables small-clip --small-clip-steps 60 --small-clip-staged-steps 20 --warmup 3 ;;
-        slws) slws ;;
+        slws) section slws 150 --tables slws --scan-backends triton --busy-frames 16 --batch 16 --steps 15 --warmup 3 ;;
         *) echo "perf_device.sh: unknown section $1 (vjepa mae arm supervised busy small_clip slws)"; exit 2 ;;
     esac
 }

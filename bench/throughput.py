@@ -1,8 +1,8 @@
 """Training throughput of VideoMamba against ViT and against mamba_ssm's own Mamba modules.
 
     python -m bench.throughput                          # one GPU: 8/16/32/64 frames at 224^2, bf16
-    python -m bench.throughput --tables mae arm supervised busy small-clip --frames 8 16
-    python -m bench.throughput --tiny --tables vjepa mae arm supervised busy small-clip  # CPU smoke
+    python -m bench.throughput --tables mae arm supervised busy small-clip slws --frames 8 16
+    python -m bench.throughput --tiny --tables vjepa mae arm supervised busy small-clip slws  # CPU smoke
 
 Markdown tables (--tables picks them; encoder and vjepa by default), each row timed the same way
 (warmup steps, then timed steps between CUDA syncs, peak memory of the timed steps), on random clips:
@@ -22,7 +22,10 @@ Markdown tables (--tables picks them; encoder and vjepa by default), each row ti
   busy: the GPU-busy fraction of the V-JEPA step at --busy-frames: CUDA kernel time per step (torch
       profiler) over the unprofiled wall time per step, and kernel launches per step;
   small-clip: the main job's config (--small-clip-fname) through the engine's own step with its data
-      loading: steps/s, and per-stage timings (bench/small_clip.py).
+      loading: steps/s, and per-stage timings (bench/small_clip.py);
+  slws: SLWS's cost, the V-JEPA step of the first VideoMamba at --busy-frames without the regulariser
+      and with it at --slws-rate, in turn (--slws-rounds times each): the host-bound step's own
+      spread between runs is of the size of the cost, so each pair is compared in the same round.
 
 Ratios divide a VideoMamba row's clips/s by the reference row's at the same frames. The batch
 shrinks as frames grow so that tokens per batch stay constant. A row that does not fit prints
@@ -211,10 +214,11 @@ def tokens_per_clip(cfg) -> int:
                                  cfg.model.tubelet_size))
 
 
-def config_for(args, model: str, frames: int, backend: str = "auto", objective: str = "vjepa"):
+def config_for(args, model: str, frames: int, backend: str = "auto", objective: str = "vjepa",
+               extra: tuple[str, ...] = ()):
     fname = getattr(args, f"{objective}_fname")
     overrides = [*args.overrides, f"model.name={model}", f"data.frames_per_clip={frames}",
-                 f"data.crop_size={args.size}", f"model.scan_backend={backend}"]
+                 f"data.crop_size={args.size}", f"model.scan_backend={backend}", *extra]
     if args.depth is not None:
         overrides.append(f"model.depth={args.depth}")
     if objective == "arm":  # video clips; the decoder's taps follow the depth; clusters must tile the patch grid
@@ -433,6 +437,30 @@ def busy_table(args, device: torch.device, backends: list[tuple[str, str]], auto
         print(f"| {model} | {label} | " + " | ".join(cells) + " |", flush=True)
 
 
+def slws_table(args, device: torch.device, backends: list[tuple[str, str]]) -> None:
+    """The V-JEPA step without SLWS and with it, alternating, each pair compared within its round."""
+    _, mambas = split_models(args.models)
+    if not mambas or not backends:
+        print("\n- skipped the SLWS table: it needs a VideoMamba in --models and a scan backend")
+        return
+    model, (backend, label) = mambas[0], backends[0]
+    frames = args.busy_frames
+    batch = batch_for(frames, args)
+    print(f"\n## SLWS's cost: the V-JEPA step of vjm {model} ({label} scan) at {frames} frames, batch {batch}, "
+          f"without and with SLWS at rate {args.slws_rate:g}, in turn\n")
+    print("| round | regulariser | clips/s | peak GiB | vs without, same round |\n|---|---|---|---|---|", flush=True)
+    for round_ in range(1, args.slws_rounds + 1):
+        without = None
+        for rate in (0.0, args.slws_rate):
+            extra = (f"regularizers=[{{kind: slws, rate: {rate}}}]",)
+            cfg = config_for(args, model, frames, backend, extra=extra)
+            r = measure(functools.partial(objective_step, cfg, batch, device), batch, args, device)
+            without = r if rate == 0 else without
+            cells = (f"{r['clips_per_s']:.1f} | {r['peak_gib']:.1f}" if isinstance(r, dict) else f"{r} | -")
+            name = "none (slws at rate 0)" if rate == 0 else f"slws, rate {rate:g}"
+            print(f"| {round_} | {name} | {cells} | {ratio(r, without) if rate else '1.00x'} |", flush=True)
+
+
 def profile(args, device: torch.device, backends: list[tuple[str, str]], baseline_skip: str | None) -> None:
     """Where the time goes: the encoder step of the first VideoMamba (and of the mamba_ssm stack)
     and its V-JEPA step, by kind of kernel; then the V-JEPA step's top ops, device and host."""
@@ -474,7 +502,7 @@ def small_clip_table(args, device: torch.device) -> None:
                                 args.small_clip_staged_steps, args.warmup)
 
 
-TABLES = ("encoder", "vjepa", "mae", "arm", "supervised", "busy", "small-clip")
+TABLES = ("encoder", "vjepa", "mae", "arm", "supervised", "busy", "small-clip", "slws")
 
 
 def parse_args() -> argparse.Namespace:
@@ -491,6 +519,8 @@ def parse_args() -> argparse.Namespace:
                         help="causal encoders of the ARM rows")
     parser.add_argument("--busy-frames", type=int, default=16, help="frames of the GPU-busy rows")
     parser.add_argument("--busy-steps", type=int, default=3, help="profiled steps per GPU-busy row")
+    parser.add_argument("--slws-rate", type=float, default=0.5, help="SLWS rate of the slws table's rows")
+    parser.add_argument("--slws-rounds", type=int, default=2, help="slws table: rounds of (without, with)")
     parser.add_argument("--small-clip-fname", default=str(REPO / "configs/vjepa_tiny.yaml"))
     parser.add_argument("--small-clip-steps", type=int, default=40, help="free-running small-clip steps")
     parser.add_argument("--small-clip-staged-steps", type=int, default=15, help="small-clip steps timed by stage")
@@ -561,6 +591,8 @@ def main() -> None:
             busy_table(args, device, backends, auto)
         elif table == "small-clip":
             small_clip_table(args, device)
+        elif table == "slws":
+            slws_table(args, device, backends)
     if args.profile:
         profile(args, device, backends, baseline_skip)
     print(f"\ntotal {time.perf_counter() - started:.0f} s", flush=True)

@@ -279,6 +279,7 @@ class Job:
     log: Path
     after: str | None = None  # the job that must finish first (a probe waits for its pre-training)
     on_done: Callable[[float], None] | None = None  # called with its wall-clock seconds
+    folder: Path | None = None  # a probe's output folder (a classifier may start from its best head)
 
 
 def run_jobs(jobs: list[Job], parallel: int, threads: int | None) -> None:
@@ -401,7 +402,7 @@ def probe_jobs(encoders: list[Encoder], budget: Budget, lists: dict, out: Path, 
                 if not (folder / "results.json").is_file():
                     after = enc.run_dir.name if enc.run_dir and enc.run_dir.name in to_pretrain else None
                     jobs.append(Job(f"probe {folder.parent.name} {folder.name}", command, folder / "probe.log",
-                                    after=after))
+                                    after=after, folder=folder))
     return jobs, where
 
 
@@ -410,7 +411,7 @@ def run_benchmark(encoders: list[Encoder], budget: Budget, lists: dict, out: Pat
     pretraining = pretraining_jobs(encoders, args)
     probes, where = probe_jobs(encoders, budget, lists, out, args, pretraining)
     # A classifier that starts from a probe's head waits for that probe (which waits for its encoder).
-    probe_job = {job.log.parent: job.name for job in probes}
+    probe_job = {job.folder: job.name for job in probes}
     encoder_of = {enc.run_dir.name: enc for enc in encoders if enc.run_dir is not None}
     for job in pretraining:
         if encoder_of[job.name].head_probe in probe_job:

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
-from vjm.config import ConfigError, config_from_dict
+from vjm.config import ConfigError, OptimConfig, config_from_dict
 from vjm.data.datasets import collate_items
 from vjm.data.mixup import ClipMixup
 from vjm.eval.classify import evaluate_classifier
@@ -106,6 +106,10 @@ def test_head_lr_scale_refuses_an_objective_whose_evaluated_encoder_is_not_train
     model["encoder"].requires_grad_(False)  # like V-JEPA's EMA target
     with pytest.raises(ValueError, match="head_lr_scale.*not trained"):
         split_at_encoder(decay_groups(model), model, "encoder", 10.0, "head_lr_scale")
+    # Through the optimiser, the error names every option that asked for the split.
+    cfg = OptimConfig(head_lr_scale=10.0, encoder_frozen_steps=5)
+    with pytest.raises(ValueError, match=r"optim\.head_lr_scale and optim\.encoder_frozen_steps: .* not trained"):
+        build_optimizer(model, cfg)
 
 
 def test_a_frozen_encoder_has_no_rate_then_warms_up_while_the_head_follows_the_schedule(tmp_path):

@@ -87,14 +87,14 @@ def split_at_encoder(groups: list[dict], model: nn.Module, encoder: str, head_lr
                      option: str) -> list[dict]:
     """Each group split in two: the parameters of child ``encoder`` as they were, marked
     ``"in_encoder": True`` (for ``optim.encoder_frozen_steps``), and the others (a head) with their
-    ``lr_scale`` multiplied by ``head_lr_scale``. ``option`` names the setting that asked, for errors."""
+    ``lr_scale`` multiplied by ``head_lr_scale``. ``option`` names the settings that asked, for errors."""
     child = getattr(model, encoder, None)
     if not isinstance(child, nn.Module):
         raise ValueError(f"optim.{option} needs the encoder {encoder!r} as a child of {type(model).__name__}; "
-                         f"leave optim.{option} at its default")
+                         f"leave optim.{option} at the default")
     if not any(p.requires_grad for p in child.parameters()):  # e.g. V-JEPA's evaluated encoder, its EMA target
         raise ValueError(f"optim.{option}: the evaluated encoder {encoder!r} of {type(model).__name__} is not "
-                         f"trained, so every trained parameter is outside it; leave optim.{option} at its default")
+                         f"trained, so every trained parameter is outside it; leave optim.{option} at the default")
     inside = {id(p) for p in child.parameters()}
     split = []
     for group in groups:
@@ -116,9 +116,10 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:
         groups = layer_decay_groups(model, cfg.layer_decay, encoder)
     else:
         groups = decay_groups(model)
-    if cfg.head_lr_scale != 1 or cfg.encoder_frozen_steps:
-        option = "head_lr_scale" if cfg.head_lr_scale != 1 else "encoder_frozen_steps"
-        groups = split_at_encoder(groups, model, encoder, cfg.head_lr_scale, option)
+    asked = [name for name, value in (("head_lr_scale", cfg.head_lr_scale != 1),
+                                      ("encoder_frozen_steps", cfg.encoder_frozen_steps)) if value]
+    if asked:
+        groups = split_at_encoder(groups, model, encoder, cfg.head_lr_scale, " and optim.".join(asked))
     params = [p for group in groups for p in group["params"]]
     # On the GPU, one fused kernel per step instead of several multi-tensor launches per parameter
     # group: the V-JEPA step of a Tiny model is bound by the host's launches (docs/PERFORMANCE.md).
