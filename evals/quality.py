@@ -121,7 +121,7 @@ class Encoder:
     row: str  # table row
     tasks: tuple[str, ...]  # the tasks it is probed on
     seed: int
-    steps: int | None = None
+    steps: int | None = None  # the optimiser steps its pre-training takes
     config: Path | None = None  # its pre-training config (written by this benchmark)
     run_dir: Path | None = None
     pretrain_s: float | None = None  # wall-clock seconds of its pre-training
@@ -206,7 +206,8 @@ def plan(args, budget: Budget, lists: dict, out: Path) -> list[Encoder]:
                                            loader_workers(args)) + args.overrides + extra)
         cfg = load_config(MAIN_CONFIG, overrides, check_data=False)  # its lists are read when the run loads it
         path = save_config(cfg, out / "configs" / f"{name}.yaml")
-        return Encoder(row, tasks, seed, steps, path, run_dir)
+        # The steps it takes (whole epochs; a variant may change them), which its row is labelled with.
+        return Encoder(row, tasks, seed, cfg.train.epochs * cfg.train.steps_per_epoch, path, run_dir)
 
     for seed in range(budget.pretrain_seeds):
         if "vjepa" in budget.rows or "vjepa_finetuned" in budget.rows:

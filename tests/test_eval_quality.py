@@ -41,6 +41,17 @@ def test_plan_writes_one_config_per_run_with_its_data_and_length(tmp_path):
     assert load_config(encoders[-1].config, check_data=False).model.patch_size == 8
 
 
+def test_a_row_is_labelled_with_the_steps_its_run_takes(tmp_path):
+    encoders = plan(parse_args(["--variant", "long", "train.epochs=3"]), small_budget(pretrain_seeds=1), LISTS,
+                    tmp_path)
+    long = next(enc for enc in encoders if enc.row == "vjepa_long")
+    cfg = load_config(long.config, check_data=False)
+    assert long.steps == cfg.train.epochs * cfg.train.steps_per_epoch == 24  # 3 epochs of the budget's 8 steps
+    for enc in encoders:
+        enc.probes = {"digit": [30.0]}
+    assert {"vjepa (8 steps)", "vjepa_long (24 steps)"} <= set(summarise(encoders))
+
+
 def test_the_mae_row_is_the_mae_recipe_on_the_main_jobs_encoder_and_data(tmp_path):
     encoders = plan(parse_args([]), small_budget(pretrain_seeds=1, rows=("random", "mae")), LISTS, tmp_path)
     assert [enc.row for enc in encoders] == ["mae", "random"]
