@@ -521,8 +521,9 @@ def markdown(table: dict[str, dict], header: str) -> str:
         lines.append(f"| {label} | {minutes} | " + " | ".join(cells) + " |")
     lines += ["", "Top-1 % on held-out clips (new handwriting, new backgrounds) of each probe's best head (picked "
               "as its config says: configs/eval/bench.yaml picks it on held-out training clips): mean ± standard "
-              "deviation over pre-training seeds x probe seeds (n readings); % of gap = (row - random) / (supervised - random), "
-              "given only where supervised beats random by more than twice their combined spread (else: no gap)."]
+              "deviation over pre-training seeds x probe seeds (n readings); % of gap = (row - random) / "
+              "(supervised - random), given only where supervised beats random by more than twice their combined "
+              "spread (else: no gap)."]
     return "\n".join(lines + picked_on_val_lines(table) + head_rate_lines(table)) + "\n"
 
 
