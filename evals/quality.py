@@ -546,8 +546,8 @@ def picked_on_val_lines(table: dict[str, dict]) -> list[str]:
 
 def head_rate_lines(table: dict[str, dict]) -> list[str]:
     """The probes' heads at each learning rate of their grid, none picked: how easily a head reads each
-    encoder. Picking the best head on the validation clips (the table above, V-JEPA's practice) favours
-    the encoders whose heads disagree most, and a random encoder's do."""
+    encoder. Picking the best head on the validation clips (V-JEPA's practice) favours the encoders
+    whose heads disagree most, and a random encoder's do."""
     rated = {label: row["head_rates"] for label, row in table.items() if row.get("head_rates")}
     if not rated:
         return []

@@ -26,6 +26,7 @@ from vjm.eval.features import CachedFeatures, encode_clips, encoder_fingerprint,
 from vjm.eval.frozen import EncoderInfo, load_frozen_encoder
 from vjm.eval.pooler import AttentiveClassifier, AttentivePooler, average_predictions
 from vjm.eval.probe import build_heads, build_probe_optimizer, default_output_dir, run_probe
+from vjm.eval.probe_state import pick_head
 from vjm.eval.tokens import TokenSource, group_tokens
 from vjm.models import build, build_encoder, list_models, register_model
 from vjm.train.checkpoint import save_checkpoint
@@ -278,6 +279,12 @@ def test_token_sources_read_only_their_positions(toy_root):
     # Through the loader (no cache): the same samples, read from the videos.
     streamed = TokenSource(encoder=tiny_encoder(), dataset=data.holdout, training=False, positions=held, **common)
     assert torch.cat([labels for _, labels in streamed.batches(0)]).tolist() == labels
+
+
+def test_pick_head_prefers_the_held_out_clips_to_the_validation_clips():
+    record = {"val": [{"top1": 60.0}, {"top1": 40.0}], "holdout": [{"top1": 30.0}, {"top1": 50.0}]}
+    assert pick_head(record) == 1
+    assert pick_head({"val": record["val"]}) == 0
 
 
 @pytest.mark.parametrize("cache", [True, False])

@@ -86,7 +86,7 @@ def write_results(out_dir: Path, cfg: EvalConfig, info: EncoderInfo, history: li
     head's, the history, chance. The best head is picked on the held-out training clips where there
     are some; ``top1_picked_on_val`` is the validation clips' best top-1 either way (V-JEPA's reading)."""
     last = history[-1]
-    best, on_val = pick_head(last), max(range(len(last["val"])), key=lambda i: last["val"][i]["top1"])
+    best, on_val = pick_head(last), pick_head({"val": last["val"]})
     heads = [{"lr": lr, "weight_decay": wd, "top1": last["val"][i]["top1"], "top5": last["val"][i]["top5"],
               "best_epoch_top1": max(h["val"][i]["top1"] for h in history if "val" in h),
               "train_loss": last["train"][i]["loss"], "train_top1": last["train"][i]["top1"],

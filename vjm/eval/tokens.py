@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -49,7 +50,7 @@ class TokenSource:
     seed: int
     training: bool
     pin_memory: bool = True
-    positions: Any = None  # only these samples of ``dataset`` (positions, as from vjm.eval.data.holdout_split)
+    positions: np.ndarray | None = None  # only these samples of ``dataset`` (from vjm.eval.data.holdout_split)
     cached: CachedFeatures | None = None  # features of every sample of ``dataset``
     skipped: SkippedFiles = field(default_factory=SkippedFiles)  # unreadable files met, each named once
 
