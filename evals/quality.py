@@ -37,7 +37,8 @@ Tasks (vjm.data.bench_tasks, generated once, real handwriting over real photos):
 
 Every encoder is frozen and probed with vjm's attentive probe (configs/eval/bench.yaml) once per
 probe seed: the best head of its lr x weight-decay grid, picked on a fifth of the training clips
-held out of the heads' training, read on the validation clips. A random-init control draws its
+held out of the heads' training, read on the validation clips (each head at its best epoch on the
+held-out clips: early stopping). A random-init control draws its
 weights from the probe seed, and has as many seeds as a pre-trained row has readings. A reading is
 the mean and standard deviation over pre-training seeds x probe seeds (controls: probe seeds). Per
 task the table gives the share of the gap closed, (row - random) / (supervised - random), where
@@ -520,7 +521,8 @@ def markdown(table: dict[str, dict], header: str) -> str:
         minutes = f"{row['pretrain_minutes']:.1f}" if row["pretrain_minutes"] is not None else "-"
         lines.append(f"| {label} | {minutes} | " + " | ".join(cells) + " |")
     lines += ["", "Top-1 % on held-out clips (new handwriting, new backgrounds) of each probe's best head (picked "
-              "as its config says: configs/eval/bench.yaml picks it on held-out training clips): mean ± standard "
+              "as its config says: configs/eval/bench.yaml picks it, and each head's epoch, on held-out training "
+              "clips): mean ± standard "
               "deviation over pre-training seeds x probe seeds (n readings); % of gap = (row - random) / "
               "(supervised - random), given only where supervised beats random by more than twice their combined "
               "spread (else: no gap)."]

@@ -26,7 +26,7 @@ from vjm.eval.features import CachedFeatures, encode_clips, encoder_fingerprint,
 from vjm.eval.frozen import EncoderInfo, load_frozen_encoder
 from vjm.eval.pooler import AttentiveClassifier, AttentivePooler, average_predictions
 from vjm.eval.probe import build_heads, build_probe_optimizer, default_output_dir, run_probe
-from vjm.eval.probe_state import pick_head
+from vjm.eval.probe_state import best_head, pick_head, read_record
 from vjm.eval.tokens import TokenSource, group_tokens
 from vjm.models import build, build_encoder, list_models, register_model
 from vjm.train.checkpoint import save_checkpoint
@@ -300,6 +300,66 @@ def test_the_best_head_is_picked_on_held_out_training_clips(toy_root, tmp_path, 
     assert r["best_head"] == best and result.top1 == heads[best]["top1"]  # read on the validation clips
     assert r["top1_picked_on_val"] == max(h["top1"] for h in heads)
     assert "holdout" in r["history"][-1] and r["history"][-1]["holdout"][best]["top1"] == heads[best]["holdout_top1"]
+
+
+def test_early_stopping_reads_each_head_at_its_best_held_out_epoch():
+    def record(epoch, holdout, val):
+        return {"epoch": epoch, "train": [{"top1": 10.0 * epoch}] * 2, "holdout": [{"top1": h} for h in holdout],
+                "val": [{"top1": v} for v in val]}
+
+    history = [record(1, [40, 50], [41, 51]), {"epoch": 2, "train": [{"top1": 0.0}] * 2},  # not validated
+               record(3, [60, 30], [61, 31]), record(4, [55, 50], [56, 52])]
+    read, epochs = read_record(history, early_stopping=True)
+    assert epochs == [3, 1]  # head 1 equals its epoch-1 best at epoch 4: the first of equals is read
+    assert [v["top1"] for v in read["val"]] == [61, 51] and [t["top1"] for t in read["train"]] == [30.0, 10.0]
+    assert read_record(history, early_stopping=False) == (history[-1], [4, 4])
+
+
+def test_early_stopping_keeps_the_weights_it_reads_and_resumes_them(toy_root, tmp_path, monkeypatch):
+    cfg = eval_config_from_dict(probe_config(toy_root, data={"holdout_fraction": 0.25},
+                                             optim={"lr": [1e-3, 3e-1], "weight_decay": [0.0]},
+                                             train={"epochs": 4, "early_stopping": True}))
+    encoder = tiny_encoder()
+    info = info_of(encoder)
+    weights_by_epoch = []
+    real_save = probe_module.save_state
+
+    def save_and_die_after(epoch):
+        def save(path, state):
+            real_save(path, state)
+            weights_by_epoch.append({k: v.clone() for k, v in state["heads"].items()})
+            if len(state["history"]) == epoch:
+                raise KeyboardInterrupt("preempted")
+        return save
+
+    monkeypatch.setattr(probe_module, "save_state", save_and_die_after(0))
+    reference = run_probe(cfg, encoder, info, tmp_path / "reference", "cpu")
+    r = reference.results
+    _, epochs = read_record(r["history"], early_stopping=True)
+    assert [h["epoch"] for h in r["heads"]] == epochs and r["best_head_epoch"] == epochs[r["best_head"]]
+    for i, head in enumerate(r["heads"]):
+        assert head["top1"] == r["history"][epochs[i] - 1]["val"][i]["top1"]
+    assert r["best_head"] == max(range(2), key=lambda i: (r["heads"][i]["holdout_top1"], -i))
+    assert r["best_head_epoch"] < 4  # else the kept weights would be the last epoch's anyway
+    weights, _ = best_head(tmp_path / "reference")
+    at_read_epoch = weights_by_epoch[r["best_head_epoch"] - 1]
+    for name, value in weights.items():
+        torch.testing.assert_close(value, at_read_epoch[f"{r['best_head']}.{name}"])
+
+    # Preempted after epoch 2, resumed: the same readings and the same kept weights.
+    monkeypatch.setattr(probe_module, "save_state", save_and_die_after(2))
+    with pytest.raises(KeyboardInterrupt):
+        run_probe(cfg, encoder, info, tmp_path / "resumed", "cpu")
+    monkeypatch.setattr(probe_module, "save_state", real_save)
+    resumed = run_probe(cfg, encoder, info, tmp_path / "resumed", "cpu")
+    assert resumed.results["heads"] == r["heads"] and resumed.results["top1"] == reference.top1
+    for name, value in best_head(tmp_path / "resumed")[0].items():
+        torch.testing.assert_close(value, weights[name])
+
+
+def test_early_stopping_needs_held_out_clips():
+    with pytest.raises(ConfigError, match="'train.early_stopping'.*'data.holdout_fraction' is 0"):
+        eval_config_from_dict({"data": {"dataset": "toy"}, "train": {"early_stopping": True}})
 
 
 # ------------------------------------------------------------------------------------------ checkpoints

@@ -164,6 +164,10 @@ class EvalTrainConfig:
                                                 "evaluations of the same encoder on the same clips")
     eval_every: int = param(1, "epochs between validations (the last epoch is always validated)",
                             range=AT_LEAST_1)
+    early_stopping: bool = param(False, "read each head at the validated epoch where it scored best on the "
+                                        "held-out training clips (needs data.holdout_fraction), rather than "
+                                        "at the last epoch: a head that starts to memorise its clips is read "
+                                        "before it does")
     log_every: int = param(50, "training steps between progress lines", range=AT_LEAST_1)
 
 
@@ -189,6 +193,9 @@ class EvalConfig:
         errors = self.data.cross_check()
         if self.train.feature_cache_dir is not None and not self.train.cache_features:
             errors.append("'train.feature_cache_dir' is set but 'train.cache_features' is off; turn it on")
+        if self.train.early_stopping and self.data.holdout_fraction == 0:
+            errors.append("'train.early_stopping' picks each head's epoch on held-out training clips, but "
+                          "'data.holdout_fraction' is 0; set it (e.g. 0.2) or turn early stopping off")
         return errors
 
 

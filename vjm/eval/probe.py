@@ -7,7 +7,9 @@ One attentive classifier per (lr, weight decay) pair of the config trains on the
 pre-training's AdamW parameter groups and warmup + cosine learning rate (vjm.train.optim).
 Evaluation averages the predictions of the views (and of the segments, when they are classified
 separately). The state is saved every epoch and a rerun resumes it; results (``top1``, ``top5`` in
-percent, of the best head, and every head's) go to results.json.
+percent, of the best head, and every head's) go to results.json. The best head is picked on held-out
+training clips where data.holdout_fraction keeps some, and with train.early_stopping each head is
+read at its best epoch on them.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from .data import EvalData, build_eval_data
 from .features import extract_features
 from .frozen import EncoderInfo
 from .pooler import AttentiveClassifier, ProbeHeads, average_predictions
-from .probe_state import STATE_FILE, ProbeResult, load_state, pick_head, save_state, write_results
+from .probe_state import STATE_FILE, ProbeResult, load_state, pick_head, read_record, save_state, write_results
 from .tokens import TokenSource, group_tokens
 
 logger = logging.getLogger(__name__)
@@ -158,6 +160,14 @@ def evaluate(heads: ProbeHeads, source: TokenSource, cfg: EvalConfig) -> list[di
     return metrics.summary()
 
 
+def keep_early_stopped(kept: dict[str, torch.Tensor], heads: ProbeHeads, history: list[dict]) -> None:
+    """Copy into ``kept`` the weights of each head whose reading (read_record) is now the last epoch's."""
+    _, epochs = read_record(history, early_stopping=True)
+    for name, value in heads.state_dict().items():
+        if epochs[int(name.split(".", 1)[0])] == history[-1]["epoch"]:
+            kept[name] = value.detach().clone().cpu()
+
+
 # ------------------------------------------------------------------------------------------ the evaluation
 
 
@@ -219,12 +229,15 @@ def run_probe(cfg: EvalConfig, encoder: nn.Module, info: EncoderInfo, out_dir: s
     heads = build_heads(cfg, info.embed_dim, data.num_classes).to(device)
     optimizer = build_probe_optimizer(heads, cfg)
     history: list[dict] = []
+    # With early stopping, each head's weights at the epoch it will be read at (what fine-tuning starts from).
+    early_stopped: dict[str, torch.Tensor] = {}
     state_path = out_dir / STATE_FILE
     if resume and state_path.is_file():
         state = load_state(state_path, cfg, info)
         heads.load_state_dict(state["heads"])
         optimizer.load_state_dict(state["optimizer"])
         history = state["history"]
+        early_stopped = state.get("early_stopped_heads", {})
         logger.info("Resumed the probe from %s after epoch %d", state_path, len(history))
     elif state_path.is_file():
         logger.info("Starting over (--no-resume): %s will be replaced", state_path)
@@ -248,7 +261,9 @@ def run_probe(cfg: EvalConfig, encoder: nn.Module, info: EncoderInfo, out_dir: s
                         cfg.train.epochs, record["val"][picked]["top1"], record["val"][picked]["top5"], len(heads),
                         "held-out training" if "holdout" in record else "validation")
         history.append(record)
+        if cfg.train.early_stopping and "holdout" in record:
+            keep_early_stopped(early_stopped, heads, history)
         save_state(state_path, {"config": cfg.to_dict(), "encoder": dataclasses.asdict(info),
                                 "heads": heads.state_dict(), "optimizer": optimizer.state_dict(),
-                                "history": history})
+                                "history": history, "early_stopped_heads": early_stopped})
     return write_results(out_dir, cfg, info, history, data.num_classes, data)

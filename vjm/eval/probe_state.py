@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from .frozen import EncoderInfo
 
 __all__ = ["PROBE_FORMAT", "RESULTS_FILE", "STATE_FILE", "ProbeResult", "best_head", "load_state", "pick_head",
-           "save_state", "write_results"]
+           "read_record", "save_state", "write_results"]
 
 PROBE_FORMAT = "vjm-probe-v1"
 STATE_FILE = "latest.pt"
@@ -80,21 +80,39 @@ def pick_head(record: dict[str, Any]) -> int:
     return max(range(len(scores)), key=lambda i: scores[i]["top1"])
 
 
+def read_record(history: list[dict[str, Any]], early_stopping: bool) -> tuple[dict[str, Any], list[int]]:
+    """The record a probe is read from, and the epoch of each head in it: the last epoch's; or, with early
+    stopping, each head's readings at the validated epoch where its held-out top-1 was best (the first of
+    equals, so a head is not read later than it needs to be)."""
+    last = history[-1]
+    if not early_stopping:
+        return last, [last["epoch"]] * len(last["val"])
+    validated = [record for record in history if "holdout" in record]
+    chosen = [max(validated, key=lambda record: (record["holdout"][i]["top1"], -record["epoch"]))
+              for i in range(len(last["val"]))]
+    read = {split: [record[split][i] for i, record in enumerate(chosen)] for split in ("train", "holdout", "val")}
+    return read, [record["epoch"] for record in chosen]
+
+
 def write_results(out_dir: Path, cfg: EvalConfig, info: EncoderInfo, history: list[dict[str, Any]],
                   num_classes: int, data: EvalData) -> ProbeResult:
-    """results.json: the best head's top-1 / top-5 on the validation clips (last validation), every
-    head's, the history, chance. The best head is picked on the held-out training clips where there
-    are some; ``top1_picked_on_val`` is the validation clips' best top-1 either way (V-JEPA's reading)."""
+    """results.json: the best head's top-1 / top-5 on the validation clips, every head's, the history,
+    chance. Heads are read at the last epoch, or with train.early_stopping each at its own best epoch on
+    the held-out training clips (read_record). The best head is picked on the held-out training clips
+    where there are some; ``top1_picked_on_val`` is the last epoch's best top-1 on the validation clips
+    either way (V-JEPA's reading)."""
     last = history[-1]
-    best, on_val = pick_head(last), pick_head({"val": last["val"]})
-    heads = [{"lr": lr, "weight_decay": wd, "top1": last["val"][i]["top1"], "top5": last["val"][i]["top5"],
+    read, epochs = read_record(history, cfg.train.early_stopping)
+    best, on_val = pick_head(read), pick_head({"val": last["val"]})
+    heads = [{"lr": lr, "weight_decay": wd, "epoch": epochs[i], "top1": read["val"][i]["top1"],
+              "top5": read["val"][i]["top5"],
               "best_epoch_top1": max(h["val"][i]["top1"] for h in history if "val" in h),
-              "train_loss": last["train"][i]["loss"], "train_top1": last["train"][i]["top1"],
-              **({"holdout_top1": last["holdout"][i]["top1"]} if "holdout" in last else {})}
+              "train_loss": read["train"][i]["loss"], "train_top1": read["train"][i]["top1"],
+              **({"holdout_top1": read["holdout"][i]["top1"]} if "holdout" in read else {})}
              for i, (lr, wd) in enumerate(cfg.optim.grid)]
     held = 0 if data.holdout_positions is None else len(data.holdout_positions)
-    results = {"eval": cfg.run.name, "top1": last["val"][best]["top1"], "top5": last["val"][best]["top5"],
-               "best_head": best, "picked_on": "held-out training clips" if held else "validation clips",
+    results = {"eval": cfg.run.name, "top1": read["val"][best]["top1"], "top5": read["val"][best]["top5"],
+               "best_head": best, "best_head_epoch": epochs[best], "early_stopping": cfg.train.early_stopping, "picked_on": "held-out training clips" if held else "validation clips",
                "top1_picked_on_val": last["val"][on_val]["top1"], "chance_top1": 100.0 / num_classes,
                "num_classes": num_classes, "num_train": len(data.train) - held, "num_holdout": held,
                "num_val": len(data.val), "epochs": len(history), "encoder": dataclasses.asdict(info),
@@ -107,8 +125,9 @@ def write_results(out_dir: Path, cfg: EvalConfig, info: EncoderInfo, history: li
 
 
 def best_head(folder: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
-    """The weights of the best head of the finished probe in ``folder`` (the one its results name) and
-    its results: a classifier that fine-tuning can start from."""
+    """The weights of the best head of the finished probe in ``folder`` (the one its results name, at the
+    epoch it was read: with early stopping, the copy kept then) and its results: a classifier that
+    fine-tuning can start from."""
     folder = Path(folder)
     results_path, state_path = folder / RESULTS_FILE, folder / STATE_FILE
     if not results_path.is_file() or not state_path.is_file():
@@ -118,5 +137,6 @@ def best_head(folder: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]
     state = torch.load(state_path, map_location="cpu", weights_only=True)
     if not isinstance(state, dict) or state.get("format") != PROBE_FORMAT or "best_head" not in results:
         raise ValueError(f"{folder} does not hold a probe of format {PROBE_FORMAT!r}")
+    weights = state.get("early_stopped_heads") or state["heads"]
     prefix = f"{results['best_head']}."
-    return {key[len(prefix):]: value for key, value in state["heads"].items() if key.startswith(prefix)}, results
+    return {key[len(prefix):]: value for key, value in weights.items() if key.startswith(prefix)}, results
