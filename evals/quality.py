@@ -65,8 +65,9 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -130,9 +131,28 @@ class Encoder:
     after: str | None = None  # the run it starts from (MFD's teacher, a fine-tuned encoder): trained first
     finetuned: bool = False  # trained and read by evals.finetune (its own classifier), not probed
     head_probe: Path | None = None  # the probe whose best head starts its classifier (LP-FT): it runs first
-    probes: dict[str, list[float]] = field(default_factory=dict)  # task -> top-1 of each probe seed
-    picked_on_val: dict[str, list[float]] = field(default_factory=dict)  # the same, best head picked on the val clips
-    head_rates: dict[str, dict[float, list[float]]] = field(default_factory=dict)  # task -> lr -> each head's top-1
+    readings: dict[str, list[Reading]] = field(default_factory=dict)  # task -> one per probe seed
+
+
+@dataclass
+class Reading:
+    """What one probe of an encoder (or one fine-tuned run) reads on a task, top-1 % on the validation clips."""
+
+    top1: float  # the best head, picked as the probe's config says (or the fine-tuned classifier)
+    picked_on_val: float | None = None  # the best head picked on the validation clips (V-JEPA's practice)
+    head_rates: dict[float, list[float]] = field(default_factory=dict)  # lr -> each head's top-1, none picked
+    fit: dict[str, float] = field(default_factory=dict)  # the picked head on its training / held-out / val clips
+
+    @classmethod
+    def of_probe(cls, results: dict) -> Reading:
+        """From a probe's results.json (one without held-out clips picked its best head on the val clips)."""
+        rates: dict[float, list[float]] = {}
+        for head in results.get("heads", []):
+            rates.setdefault(head["lr"], []).append(head["top1"])
+        picked = results["heads"][results["best_head"]] if "best_head" in results else {}
+        fit = {"train": picked["train_top1"], "held out": picked["holdout_top1"], "val": picked["top1"]} if (
+            "holdout_top1" in picked) else {}
+        return cls(results["top1"], results.get("top1_picked_on_val", results["top1"]), rates, fit)
 
 
 # ----------------------------------------------------------------------------- configs
@@ -427,16 +447,12 @@ def run_benchmark(encoders: list[Encoder], budget: Budget, lists: dict, out: Pat
         run_jobs(pretraining + probes, args.parallel, args.threads)
     for folder, (enc, task) in sorted(where.items()):
         if (folder / "results.json").is_file():
-            result = json.loads((folder / "results.json").read_text())
-            enc.probes.setdefault(task, []).append(result["top1"])
-            # A probe without held-out clips picked its best head on the validation clips.
-            enc.picked_on_val.setdefault(task, []).append(result.get("top1_picked_on_val", result["top1"]))
-            for head in result.get("heads", []):
-                enc.head_rates.setdefault(task, {}).setdefault(head["lr"], []).append(head["top1"])
+            reading = Reading.of_probe(json.loads((folder / "results.json").read_text()))
+            enc.readings.setdefault(task, []).append(reading)
     for enc in encoders:  # a fine-tuned run's reading is its own classifier's
         results = enc.run_dir / "results.json" if enc.run_dir is not None else None
         if enc.finetuned and results.is_file():
-            enc.probes[enc.tasks[0]] = [json.loads(results.read_text())["top1"]]
+            enc.readings[enc.tasks[0]] = [Reading(json.loads(results.read_text())["top1"])]
 
 
 # ----------------------------------------------------------------------------- the table
@@ -449,34 +465,36 @@ def label_of(enc: Encoder) -> str:
 
 
 def summarise(encoders: list[Encoder]) -> dict[str, dict]:
-    """{row label: {task: {mean, std, n, runs}}}: readings pooled over pre-training and probe seeds."""
+    """{row label: {task: {mean, std, n, values}, and the same for the best head picked on the val
+    clips ("picked_on_val"), each head rate ("head_rates") and the picked heads' fit ("fit")}}:
+    readings pooled over pre-training and probe seeds."""
     rows: dict[str, dict] = {}
     for enc in encoders:
-        row = rows.setdefault(label_of(enc), {"minutes": [], "seeds": set()})
+        row = rows.setdefault(label_of(enc), {"minutes": [], "seeds": set(), "readings": {}})
         if enc.pretrain_s is not None:
             row["minutes"].append(enc.pretrain_s / 60)
         row["seeds"].add(enc.seed)
-        for task, values in enc.probes.items():
-            row.setdefault(task, []).extend(values)
-        for task, values in enc.picked_on_val.items():
-            row.setdefault("picked_on_val", {}).setdefault(task, []).extend(values)
-        for task, rates in enc.head_rates.items():
-            for lr, values in rates.items():
-                row.setdefault("head_rates", {}).setdefault(task, {}).setdefault(lr, []).extend(values)
+        for task, readings in enc.readings.items():
+            row["readings"].setdefault(task, []).extend(readings)
     table = {}
     for label, row in rows.items():
         entry = {"pretrain_seeds": len(row["seeds"]),
                  "pretrain_minutes": statistics.mean(row["minutes"]) if row["minutes"] else None}
-        for task in TASKS:
-            values = row.get(task, [])
-            if values:
-                entry[task] = spread(values)
-        if row.get("picked_on_val"):
-            entry["picked_on_val"] = {task: spread(values) for task, values in row["picked_on_val"].items()}
-        rates = row.get("head_rates", {})
-        if rates:
-            entry["head_rates"] = {task: {lr: spread(values) for lr, values in sorted(rates[task].items(), reverse=True)}
-                                   for task in TASKS if task in rates}
+        by_task = {task: row["readings"][task] for task in TASKS if row["readings"].get(task)}
+        for task, readings in by_task.items():
+            entry[task] = spread([r.top1 for r in readings])
+        picked = {task: [r.picked_on_val for r in readings if r.picked_on_val is not None]
+                  for task, readings in by_task.items()}
+        if any(picked.values()):
+            entry["picked_on_val"] = {task: spread(values) for task, values in picked.items() if values}
+        rates = {task: pooled(r.head_rates for r in readings) for task, readings in by_task.items()}
+        if any(rates.values()):
+            entry["head_rates"] = {task: {lr: spread(values) for lr, values in sorted(by_lr.items(), reverse=True)}
+                                   for task, by_lr in rates.items() if by_lr}
+        fits = {task: pooled({k: [v] for k, v in r.fit.items()} for r in readings) for task, readings in by_task.items()}
+        if any(fits.values()):
+            entry["fit"] = {task: {split: spread(values) for split, values in fit.items()}
+                            for task, fit in fits.items() if fit}
         table[label] = entry
     # Gap closed: against the random control and the supervised bound of the row's own architecture.
     arch_of = {label_of(enc): enc.arch for enc in encoders}
@@ -488,6 +506,15 @@ def summarise(encoders: list[Encoder]) -> dict[str, dict]:
             if task in row and task in control and task in bound:
                 row[task]["gap_closed"] = gap_closed(row[task], control[task], bound[task])
     return table
+
+
+def pooled(groups: Iterable[dict]) -> dict[Any, list[float]]:
+    """Lists of values under the same key, concatenated."""
+    out: dict[Any, list[float]] = {}
+    for group in groups:
+        for key, values in group.items():
+            out.setdefault(key, []).extend(values)
+    return out
 
 
 def spread(values: list[float]) -> dict:
@@ -526,7 +553,7 @@ def markdown(table: dict[str, dict], header: str) -> str:
               "deviation over pre-training seeds x probe seeds (n readings); % of gap = (row - random) / "
               "(supervised - random), given only where supervised beats random by more than twice their combined "
               "spread (else: no gap)."]
-    return "\n".join(lines + picked_on_val_lines(table) + head_rate_lines(table)) + "\n"
+    return "\n".join(lines + picked_on_val_lines(table) + head_rate_lines(table) + fit_lines(table)) + "\n"
 
 
 def picked_on_val_lines(table: dict[str, dict]) -> list[str]:
@@ -562,6 +589,25 @@ def head_rate_lines(table: dict[str, dict]) -> list[str]:
     for label, rates in rated.items():
         cells = [f"{r['mean']:.1f} ± {r['std']:.1f}" if (r := rates.get(task, {}).get(lr)) else "-"
                  for task, lr in columns]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def fit_lines(table: dict[str, dict]) -> list[str]:
+    """The picked heads' top-1 on the clips they trained on, on the held-out clips they were picked on,
+    and on the validation clips: a head far better on its training clips than on the held-out ones
+    has memorised them, which the richer features of a longer pre-training make easier."""
+    fitted = {label: row["fit"] for label, row in table.items() if row.get("fit")}
+    if not fitted:
+        return []
+    splits = ("train", "held out", "val")
+    lines = ["", "The picked heads on their training clips / the held-out clips they were picked on / the "
+             "validation clips (mean top-1 %):", "",
+             "| encoder | " + " | ".join(f"{task}: {' / '.join(splits)}" for task in TASKS) + " |",
+             "|---|" + "---|" * len(TASKS)]
+    for label, fit in fitted.items():
+        cells = [" / ".join(f"{fit[task][split]['mean']:.1f}" for split in splits) if task in fit else "-"
+                 for task in TASKS]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return lines
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 import evals.quality as quality
-from evals.quality import (BUDGETS, Budget, Job, markdown, parse_args, plan, pretraining_jobs, probe_jobs,
-                           run_benchmark, run_jobs, summarise)
+from evals.quality import (BUDGETS, Budget, Job, Reading, markdown, parse_args, plan, pretraining_jobs,
+                           probe_jobs, run_benchmark, run_jobs, summarise)
 from vjm.config import load_config
 from vjm.data.bench_tasks import NUM_CLASSES, TASKS
 
@@ -48,7 +48,7 @@ def test_a_row_is_labelled_with_the_steps_its_run_takes(tmp_path):
     cfg = load_config(long.config, check_data=False)
     assert long.steps == cfg.train.epochs * cfg.train.steps_per_epoch == 24  # 3 epochs of the budget's 8 steps
     for enc in encoders:
-        enc.probes = {"digit": [30.0]}
+        enc.readings = {"digit": [Reading(30.0)]}
     assert {"vjepa (8 steps)", "vjepa_long (24 steps)"} <= set(summarise(encoders))
 
 
@@ -79,7 +79,7 @@ def test_the_table_pools_seeds_and_reads_the_gap_against_its_own_control(tmp_pat
     readings = {"vjepa": 40.0, "supervised": 80.0, "random": 20.0}
     for enc in encoders:
         base = readings[enc.row.split("_")[0]]
-        enc.probes = {task: [base + enc.seed, base + enc.seed + 2] for task in enc.tasks}
+        enc.readings = {task: [Reading(base + enc.seed), Reading(base + enc.seed + 2)] for task in enc.tasks}
     table = summarise(encoders)
     vjepa = table["vjepa (8 steps)"]["digit"]
     assert vjepa["n"] == 4 and vjepa["mean"] == pytest.approx(41.5)
@@ -131,8 +131,8 @@ def test_report_only_reads_what_finished_and_runs_nothing(tmp_path):
     finished.mkdir(parents=True)
     (finished / "results.json").write_text('{"top1": 42.0}')
     run_benchmark(encoders, small_budget(probe_seeds=1), LISTS, tmp_path, args)
-    assert trained.pretrain_s == 60 and trained.probes == {"digit": [42.0]}
-    assert all(not enc.probes for enc in encoders[1:])
+    assert trained.pretrain_s == 60 and [r.top1 for r in trained.readings["digit"]] == [42.0]
+    assert all(not enc.readings for enc in encoders[1:])
     jobs, _ = probe_jobs(encoders, small_budget(probe_seeds=1), LISTS, tmp_path, args, [])
     assert all(job.after is None for job in jobs) and not any("vjepa_8steps_seed1" in job.name for job in jobs)
 
@@ -161,7 +161,9 @@ def test_every_head_of_the_grid_is_tabulated_by_its_rate_none_picked(tmp_path):
         heads = [{"lr": lr, "weight_decay": wd, "top1": top1 + offset}
                  for lr, wd, top1 in ((1e-2, 0.01, 80.0), (1e-2, 0.1, 90.0), (1e-3, 0.01, 30.0), (1e-3, 0.1, 40.0))]
         # Seed 1 picked its best head on held-out training clips: 94 there, 95 by the best on the val clips.
-        picked = {"top1_picked_on_val": 95.0} if seed else {}
+        picked = {"top1_picked_on_val": 95.0, "best_head": 1} if seed else {}
+        if seed:
+            heads[1].update(train_top1=99.0, holdout_top1=96.0)
         (folder / "results.json").write_text(json.dumps({"top1": 90.0 + offset, "heads": heads, **picked}))
     run_benchmark(encoders, budget, LISTS, tmp_path, args)
     row = summarise(encoders)["vjepa (8 steps)"]
@@ -173,6 +175,9 @@ def test_every_head_of_the_grid_is_tabulated_by_its_rate_none_picked(tmp_path):
     assert "| encoder | speed lr 0.01 | speed lr 0.001 |" in text
     assert "| vjepa (8 steps) | 87.0 ± 6.2 | 37.0 ± 6.2 |" in text
     assert "picked on the validation clips (V-JEPA's practice):" in text and "| 92.5 ± 3.5 (n=2) |" in text
+    # The picked head's fit, where the probe held clips out: memorising shows as train far above held out.
+    assert row["fit"]["speed"]["train"]["values"] == [99.0] and row["fit"]["speed"]["held out"]["mean"] == 96.0
+    assert "| vjepa (8 steps) | - | 99.0 / 96.0 / 94.0 | - |" in text
 
 
 def test_no_share_of_a_gap_that_is_inside_the_spread(tmp_path):
@@ -180,7 +185,7 @@ def test_no_share_of_a_gap_that_is_inside_the_spread(tmp_path):
     readings = {"vjepa": 30.0, "supervised": 22.0, "random": 20.0}  # the bound within the noise
     for enc in encoders:
         base = readings[enc.row.split("_")[0]]
-        enc.probes = {task: [base - 2, base + 2] for task in enc.tasks}
+        enc.readings = {task: [Reading(base - 2), Reading(base + 2)] for task in enc.tasks}
     table = summarise(encoders)
     assert table["vjepa (8 steps)"]["digit"]["gap_closed"] is None
     assert "30.0 ± 2.3 (n=4, no gap)" in markdown(table, "## test")
@@ -202,7 +207,7 @@ def test_a_fine_tuned_bound_is_trained_by_evals_finetune_and_read_from_its_resul
     (bound.run_dir / "pretrain_done.json").write_text('{"seconds": 30}')
     (bound.run_dir / "results.json").write_text('{"top1": 91.5}')
     run_benchmark(encoders, budget, LISTS, tmp_path, parse_args(["--bound", "finetune", "--report-only"]))
-    assert bound.probes == {"digit": [91.5]}
+    assert bound.readings == {"digit": [Reading(91.5)]}
 
 
 def test_the_mfd_row_distils_the_mae_run_of_its_seed_after_it_has_trained(tmp_path):
@@ -270,4 +275,4 @@ def test_the_fine_tuned_row_starts_from_each_vjepa_run_and_reads_its_own_classif
     (tuned[0].run_dir / "pretrain_done.json").write_text('{"seconds": 30}')
     (tuned[0].run_dir / "results.json").write_text('{"top1": 77.0}')
     run_benchmark(encoders, budget, LISTS, tmp_path, parse_args(["--bound", "finetune", "--report-only"]))
-    assert tuned[0].probes == {TASKS[0]: [77.0]}
+    assert tuned[0].readings == {TASKS[0]: [Reading(77.0)]}
