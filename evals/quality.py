@@ -27,12 +27,14 @@ Tasks (vjm.data.bench_tasks, generated once, real handwriting over real photos):
   top-1 on the validation clips: with ``--bound finetune``, fine-tuned against from scratch;
 * ``supervised``: the same encoder trained with each task's labels (vjm's ``supervised``
   objective through the same engine): the upper bound of that task. Both labelled rows are a probe
-  first, then fine-tuning (LP-FT): the classifier starts from the best head of the first probe of
-  the encoder it starts from (the random control's for the bound, which is why ``supervised``
-  needs ``random``), and waits for it. With ``--bound probe`` (the
+  first, then fine-tuning (LP-FT): the classifier starts from the best head of a probe of the
+  encoder it starts from (for the bound of each seed, the random control's probe of the same
+  random weights, which is why ``supervised`` needs ``random``; for ``vjepa_finetuned``, its run's
+  first probe), and waits for it. With ``--bound probe`` (the
   default) its encoder is probed like every other; with ``--bound finetune`` the run is
   ``python -m evals.finetune --random-init`` and the reading is its own classifier's top-1 on the
-  validation clips (the fine-tuning protocol's baseline; one reading per task, no probe);
+  validation clips (the fine-tuning protocol's baseline; one reading per task and pre-training
+  seed, no probe);
 * ``--variant NAME KEY=VALUE...``: the V-JEPA recipe with overrides, a row of its own.
 
 Every encoder is frozen and probed with vjm's attentive probe (configs/eval/bench.yaml) once per
@@ -261,10 +263,10 @@ def plan(args, budget: Budget, lists: dict, out: Path) -> list[Encoder]:
                                        objective_overrides(ARM_CONFIG) + model_overrides(ARM_CONFIG)))
         for name, overrides in args.variant:
             encoders.append(pretrained(f"vjepa_{name}", TASKS, largest, seed, overrides))
-        if "supervised" in budget.rows and seed == 0:  # the bound: one run per task
+        if "supervised" in budget.rows:  # the bound: one run per task and seed, so its spread is measured
             for task in TASKS:
-                # The control's first probe read the random weights this run starts from (seed 0 both).
-                probe = probe_folder(out, RANDOM_NAME, task, 0)
+                # The control's probe of this seed read the random weights this run starts from (the same seed).
+                probe = probe_folder(out, RANDOM_NAME, task, seed)
                 bound = pretrained(f"supervised_{task}", (task,), largest, seed,
                                    supervised_overrides(task, lists, probe, args.bound))
                 bound.finetuned, bound.head_probe = args.bound == "finetune", probe

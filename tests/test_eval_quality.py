@@ -28,15 +28,19 @@ def test_plan_writes_one_config_per_run_with_its_data_and_length(tmp_path):
     args = parse_args(["--variant", "patch8", "model.patch_size=8"])
     encoders = plan(args, small_budget(), LISTS, tmp_path)
     rows = [(enc.row, enc.seed) for enc in encoders]
-    assert rows == [("vjepa", 0), ("vjepa_patch8", 0), ("supervised_digit", 0), ("supervised_speed", 0),
-                    (f"supervised_{TASKS[2]}", 0), ("vjepa", 1), ("vjepa_patch8", 1), ("random", 0),
-                    ("random (vjepa_patch8)", 0)]
+    bounds = [(f"supervised_{task}", seed) for seed in range(2) for task in TASKS]
+    assert rows == [("vjepa", 0), ("vjepa_patch8", 0), *bounds[:3], ("vjepa", 1), ("vjepa_patch8", 1),
+                    *bounds[3:], ("random", 0), ("random (vjepa_patch8)", 0)]
     vjepa = load_config(encoders[0].config, check_data=False)
     assert vjepa.objective.name == "vjepa" and vjepa.data.train == [LISTS["train"][task] for task in TASKS]
     assert vjepa.train.epochs * vjepa.train.steps_per_epoch >= 8 and vjepa.run.seed == 0
     supervised = load_config(encoders[2].config, check_data=False)
     assert (supervised.objective.name, supervised.objective.num_classes) == ("supervised", NUM_CLASSES["digit"])
     assert supervised.data.train == [LISTS["train"]["digit"]] and supervised.masks == [] and not supervised.data.hflip
+    # Each seed's bound starts from the control's probe of the same random weights (run.seed = probe seed).
+    second = next(enc for enc in encoders if enc.row == "supervised_digit" and enc.seed == 1)
+    assert load_config(second.config, check_data=False).run.seed == 1
+    assert second.head_probe == tmp_path / "probes" / "random" / "digit_probe1"
     # each architecture has its own control
     assert load_config(encoders[-1].config, check_data=False).model.patch_size == 8
 
@@ -83,7 +87,8 @@ def test_the_table_pools_seeds_and_reads_the_gap_against_its_own_control(tmp_pat
     table = summarise(encoders)
     vjepa = table["vjepa (8 steps)"]["digit"]
     assert vjepa["n"] == 4 and vjepa["mean"] == pytest.approx(41.5)
-    assert vjepa["gap_closed"] == pytest.approx((41.5 - 21.0) / (81.0 - 21.0))
+    assert table["supervised (8 steps)"]["digit"]["n"] == 4  # a bound run per pre-training seed
+    assert vjepa["gap_closed"] == pytest.approx((41.5 - 21.0) / (81.5 - 21.0))
     text = markdown(table, "## test")
     assert "| chance | - | 10.0 |" in text and "41.5 ± 1.3 (n=4, 34% of gap)" in text
 
