@@ -144,6 +144,7 @@ class Reading:
     picked_on_val: float | None = None  # the best head picked on the validation clips (V-JEPA's practice)
     head_rates: dict[float, list[float]] = field(default_factory=dict)  # lr -> each head's top-1, none picked
     fit: dict[str, float] = field(default_factory=dict)  # the picked head on its training / held-out / val clips
+    picked: str = ""  # how the probe picked its best head (and each head's epoch), in words
 
     @classmethod
     def of_probe(cls, results: dict) -> Reading:
@@ -154,7 +155,9 @@ class Reading:
         picked = results["heads"][results["best_head"]] if "best_head" in results else {}
         fit = {"train": picked["train_top1"], "held out": picked["holdout_top1"], "val": picked["top1"]} if (
             "holdout_top1" in picked) else {}
-        return cls(results["top1"], results.get("top1_picked_on_val", results["top1"]), rates, fit)
+        picked = "on the " + results.get("picked_on", "validation clips") + (
+            ", each head at its best epoch there" if results.get("early_stopping") else ", at the last epoch")
+        return cls(results["top1"], results.get("top1_picked_on_val", results["top1"]), rates, fit, picked)
 
 
 # ----------------------------------------------------------------------------- configs
@@ -483,6 +486,7 @@ def summarise(encoders: list[Encoder]) -> dict[str, dict]:
         entry = {"pretrain_seeds": len(row["seeds"]),
                  "pretrain_minutes": statistics.mean(row["minutes"]) if row["minutes"] else None}
         by_task = {task: row["readings"][task] for task in TASKS if row["readings"].get(task)}
+        entry["picked"] = sorted({r.picked for readings in by_task.values() for r in readings if r.picked})
         for task, readings in by_task.items():
             entry[task] = spread([r.top1 for r in readings])
         picked = {task: [r.picked_on_val for r in readings if r.picked_on_val is not None]
@@ -549,9 +553,9 @@ def markdown(table: dict[str, dict], header: str) -> str:
             cells.append(f"{r['mean']:.1f} ± {r['std']:.1f} (n={r['n']}{gap_text})")
         minutes = f"{row['pretrain_minutes']:.1f}" if row["pretrain_minutes"] is not None else "-"
         lines.append(f"| {label} | {minutes} | " + " | ".join(cells) + " |")
-    lines += ["", "Top-1 % on held-out clips (new handwriting, new backgrounds) of each probe's best head (picked "
-              "as its config says: configs/eval/bench.yaml picks it, and each head's epoch, on held-out training "
-              "clips): mean ± standard "
+    picked = sorted({how for row in table.values() for how in row.get("picked", [])})
+    lines += ["", "Top-1 % on the validation clips (new handwriting, new backgrounds) of each probe's best head (picked "
+              f"{'; or '.join(picked) or 'as its config says'}): mean ± standard "
               "deviation over pre-training seeds x probe seeds (n readings); % of gap = (row - random) / "
               "(supervised - random), given only where supervised beats random by more than twice their combined "
               "spread (else: no gap)."]

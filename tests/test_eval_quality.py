@@ -166,7 +166,8 @@ def test_every_head_of_the_grid_is_tabulated_by_its_rate_none_picked(tmp_path):
         heads = [{"lr": lr, "weight_decay": wd, "top1": top1 + offset}
                  for lr, wd, top1 in ((1e-2, 0.01, 80.0), (1e-2, 0.1, 90.0), (1e-3, 0.01, 30.0), (1e-3, 0.1, 40.0))]
         # Seed 1 picked its best head on held-out training clips: 94 there, 95 by the best on the val clips.
-        picked = {"top1_picked_on_val": 95.0, "best_head": 1} if seed else {}
+        picked = {"top1_picked_on_val": 95.0, "best_head": 1, "picked_on": "held-out training clips",
+                  "early_stopping": True} if seed else {}
         if seed:
             heads[1].update(train_top1=99.0, holdout_top1=96.0)
         (folder / "results.json").write_text(json.dumps({"top1": 90.0 + offset, "heads": heads, **picked}))
@@ -183,6 +184,9 @@ def test_every_head_of_the_grid_is_tabulated_by_its_rate_none_picked(tmp_path):
     # The picked head's fit, where the probe held clips out: memorising shows as train far above held out.
     assert row["fit"]["speed"]["train"]["values"] == [99.0] and row["fit"]["speed"]["held out"]["mean"] == 96.0
     assert "| vjepa (8 steps) | - | 99.0 / 96.0 / 94.0 | - |" in text
+    # The footer says how the probes picked (here two ways: an older probe's results name none).
+    assert ("best head (picked on the held-out training clips, each head at its best epoch there; or on the "
+            "validation clips, at the last epoch)") in text
 
 
 def test_no_share_of_a_gap_that_is_inside_the_spread(tmp_path):
