@@ -152,9 +152,9 @@ class Reading:
         rates: dict[float, list[float]] = {}
         for head in results.get("heads", []):
             rates.setdefault(head["lr"], []).append(head["top1"])
-        picked = results["heads"][results["best_head"]] if "best_head" in results else {}
-        fit = {"train": picked["train_top1"], "held out": picked["holdout_top1"], "val": picked["top1"]} if (
-            "holdout_top1" in picked) else {}
+        best = results["heads"][results["best_head"]] if "best_head" in results else {}
+        fit = {"train": best["train_top1"], "held out": best["holdout_top1"], "val": best["top1"]} if (
+            "holdout_top1" in best) else {}
         picked = "on the " + results.get("picked_on", "validation clips") + (
             ", each head at its best epoch there" if results.get("early_stopping") else ", at the last epoch")
         return cls(results["top1"], results.get("top1_picked_on_val", results["top1"]), rates, fit, picked)
@@ -489,10 +489,10 @@ def summarise(encoders: list[Encoder]) -> dict[str, dict]:
         entry["picked"] = sorted({r.picked for readings in by_task.values() for r in readings if r.picked})
         for task, readings in by_task.items():
             entry[task] = spread([r.top1 for r in readings])
-        picked = {task: [r.picked_on_val for r in readings if r.picked_on_val is not None]
+        on_val = {task: [r.picked_on_val for r in readings if r.picked_on_val is not None]
                   for task, readings in by_task.items()}
-        if any(picked.values()):
-            entry["picked_on_val"] = {task: spread(values) for task, values in picked.items() if values}
+        if any(on_val.values()):
+            entry["picked_on_val"] = {task: spread(values) for task, values in on_val.items() if values}
         rates = {task: pooled(r.head_rates for r in readings) for task, readings in by_task.items()}
         if any(rates.values()):
             entry["head_rates"] = {task: {lr: spread(values) for lr, values in sorted(by_lr.items(), reverse=True)}
