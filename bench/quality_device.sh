@@ -43,7 +43,8 @@ if running; then
 fi
 cp "$log" "$out/quality.log"
 tail -n 5 "$log"
-python3 -m evals.quality --out "$results" "$@" --report-only 2>&1 | tail -n 40 > "$out/table.md"
+# The tables (stdout) whole; the report's own log lines (stderr) after the run's log.
+python3 -m evals.quality --out "$results" "$@" --report-only > "$out/table.md" 2>> "$out/quality.log"
 cat "$out/table.md"
 # Small files only: probe results, run markers, training logs and the configs.
 (cd "$results" && find . \( -name results.json -o -name pretrain_done.json -o -name log.csv -o -name "*.yaml" \
