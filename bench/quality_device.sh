@@ -48,4 +48,4 @@ python3 -m evals.quality --out "$results" "$@" --report-only > "$out/table.md" 2
 cat "$out/table.md"
 # Small files only: probe results, run markers, training logs and the configs.
 (cd "$results" && find . \( -name results.json -o -name pretrain_done.json -o -name log.csv -o -name "*.yaml" \
-    -o -name "quality.*" -o -name "*.log" \) -print0 | tar czf "$out/results.tgz" --null -T -)
+    -o -name "quality*.md" -o -name "quality*.json" -o -name "*.log" \) -print0 | tar czf "$out/results.tgz" --null -T -)

@@ -63,6 +63,7 @@ import json
 import logging
 import math
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -241,7 +242,7 @@ def plan(args, budget: Budget, lists: dict, out: Path) -> list[Encoder]:
             encoders += vjepa
         if "vjepa_finetuned" in budget.rows:  # the largest budget's encoder, fine-tuned on each task
             for task in TASKS:
-                probe = probe_folder(out, vjepa[-1].run_dir.name, task, 0)
+                probe = probe_folder(out, vjepa[-1].run_dir.name, task, 0, protocol_tag(args.probe_overrides))
                 tuned = pretrained(f"vjepa_finetuned_{task}", (task,), largest, seed,
                                    supervised_overrides(task, lists, probe, "finetune"))
                 tuned.row, tuned.after, tuned.finetuned = "vjepa_finetuned", vjepa[-1].run_dir.name, True
@@ -269,7 +270,7 @@ def plan(args, budget: Budget, lists: dict, out: Path) -> list[Encoder]:
         if "supervised" in budget.rows:  # the bound: one run per task and seed, so its spread is measured
             for task in TASKS:
                 # The control's probe of this seed read the random weights this run starts from (the same seed).
-                probe = probe_folder(out, RANDOM_NAME, task, seed)
+                probe = probe_folder(out, RANDOM_NAME, task, seed, protocol_tag(args.probe_overrides))
                 bound = pretrained(f"supervised_{task}", (task,), largest, seed,
                                    supervised_overrides(task, lists, probe, args.bound))
                 bound.finetuned, bound.head_probe = args.bound == "finetune", probe
@@ -384,18 +385,26 @@ def pretraining_jobs(encoders: list[Encoder], args) -> list[Job]:
     return jobs
 
 
-def probe_folder(out: Path, name: str, task: str, probe_seed: int) -> Path:
+def protocol_tag(probe_overrides: list[str]) -> str:
+    """A suffix naming the probes' overrides (--probe-set), '' without: the probes of one protocol, and the
+    table read from them, go to names of their own, so one output folder holds several protocols."""
+    return "".join("_" + re.sub(r"[^A-Za-z0-9._=-]", "-", override) for override in probe_overrides)
+
+
+def probe_folder(out: Path, name: str, task: str, probe_seed: int, tag: str = "") -> Path:
     """Where the probe of encoder ``name`` (its run folder's name, or a control's row) on ``task`` writes."""
-    return out / "probes" / name.replace(" ", "_").replace("(", "").replace(")", "") / f"{task}_probe{probe_seed}"
+    return (out / "probes" / name.replace(" ", "_").replace("(", "").replace(")", "")
+            / f"{task}_probe{probe_seed}{tag}")
 
 
 def probe_command(enc: Encoder, task: str, probe_seed: int, budget: Budget, lists: dict, out: Path,
                   args) -> tuple[list[str], Path]:
-    folder = probe_folder(out, enc.run_dir.name if enc.run_dir else enc.row, task, probe_seed)
+    folder = probe_folder(out, enc.run_dir.name if enc.run_dir else enc.row, task, probe_seed,
+                          protocol_tag(args.probe_overrides))
     overrides = [f"data.train=[{lists['train'][task]}]", f"data.val=[{lists['val'][task]}]",
                  f"data.num_classes={NUM_CLASSES[task]}", f"run.seed={probe_seed}",
                  f"train.epochs={budget.probe_epochs}", f"train.feature_cache_dir={out / 'features'}",
-                 f"data.num_workers={loader_workers(args)}"]
+                 f"data.num_workers={loader_workers(args)}", *args.probe_overrides]
     command = [sys.executable, "-m", "evals.attentive_probe", "--fname", str(PROBE_CONFIG), "--set", *overrides,
                "--device", args.device, "--output-dir", str(folder)]
     if enc.run_dir is None:
@@ -647,6 +656,10 @@ def parse_args(argv):
                         help="overrides of configs/vjepa_tiny.yaml for every pre-training run (the recipe)")
     parser.add_argument("--variant", nargs="+", action="append", default=[], metavar=("NAME", "KEY=VALUE"),
                         help="an extra V-JEPA row: a name and its overrides (repeatable)")
+    parser.add_argument("--probe-set", dest="probe_overrides", nargs="+", action="extend", default=[],
+                        metavar="KEY=VALUE", help="overrides of configs/eval/bench.yaml for every probe (e.g. "
+                        "data.label_fraction=0.1, a low-shot probe); their probes and table get names of their "
+                        "own, so the same output folder reuses its pre-training runs")
     args = parser.parse_args(argv)
     if args.rows and "supervised" in args.rows and "random" not in args.rows:
         parser.error("--rows supervised needs random too: the bound's classifier starts from the best head of "
@@ -680,14 +693,16 @@ def main(argv=None) -> dict:
     header = (f"## Quality, budget {args.budget} ({args.device}): {', '.join(map(str, budget.steps))} pre-training "
               f"steps of batch {budget.batch_size}, {budget.pretrain_seeds} pre-training seed(s), "
               f"{budget.probe_seeds} probe seed(s), {budget.num_train} / {budget.num_val} clips per task; supervised "
-              f"row: {'its encoder probed' if args.bound == 'probe' else 'fine-tuned classifier (evals.finetune)'}")
+              f"row: {'its encoder probed' if args.bound == 'probe' else 'fine-tuned classifier (evals.finetune)'}"
+              + (f"; probes with {' '.join(args.probe_overrides)}" if args.probe_overrides else ""))
     text = markdown(table, header)
-    (out / "quality.md").write_text(text)
-    (out / "quality.json").write_text(json.dumps({"budget": dataclasses.asdict(budget), "device": args.device,
-                                                  "overrides": args.overrides, "variants": args.variant,
-                                                  "table": table}, indent=1, default=list))
+    tag = protocol_tag(args.probe_overrides)
+    (out / f"quality{tag}.md").write_text(text)
+    (out / f"quality{tag}.json").write_text(json.dumps(
+        {"budget": dataclasses.asdict(budget), "device": args.device, "overrides": args.overrides,
+         "variants": args.variant, "probe_overrides": args.probe_overrides, "table": table}, indent=1, default=list))
     print(text)
-    print(f"({(time.monotonic() - started) / 60:.1f} min)  {out / 'quality.md'}")
+    print(f"({(time.monotonic() - started) / 60:.1f} min)  {out / f'quality{tag}.md'}")
     return table
 
 

@@ -9,7 +9,8 @@ import pytest
 from vjm.config import ConfigError, DataConfig
 from vjm.eval.config import EvalDataConfig, eval_config_from_dict
 
-EVAL_ONLY_KEYS = {"num_classes", "toy_seed", "num_segments", "num_views", "augment", "holdout_fraction"}
+EVAL_ONLY_KEYS = {"num_classes", "toy_seed", "num_segments", "num_views", "augment", "holdout_fraction",
+                  "label_fraction"}
 
 
 def fields(cls: type) -> dict[str, dataclasses.Field]:

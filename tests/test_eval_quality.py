@@ -285,3 +285,28 @@ def test_the_fine_tuned_row_starts_from_each_vjepa_run_and_reads_its_own_classif
     (tuned[0].run_dir / "results.json").write_text('{"top1": 77.0}')
     run_benchmark(encoders, budget, LISTS, tmp_path, parse_args(["--bound", "finetune", "--report-only"]))
     assert tuned[0].readings == {TASKS[0]: [Reading(77.0)]}
+
+
+def test_a_probe_protocol_has_folders_and_a_table_of_its_own(tmp_path):
+    args = parse_args(["--report-only", "--probe-set", "data.label_fraction=0.25"])
+    budget = small_budget(probe_seeds=1, pretrain_seeds=1)
+    encoders = plan(args, budget, LISTS, tmp_path)
+    trained = encoders[0]
+    trained.run_dir.mkdir(parents=True)
+    (trained.run_dir / "pretrain_done.json").write_text('{"seconds": 60}')
+    # A finished probe of the default protocol is not this protocol's reading.
+    default = tmp_path / "probes" / trained.run_dir.name / "digit_probe0"
+    default.mkdir(parents=True)
+    (default / "results.json").write_text('{"top1": 42.0}')
+    run_benchmark(encoders, budget, LISTS, tmp_path, args)
+    assert not trained.readings  # the default protocol's 42.0 is not this protocol's reading
+    jobs, where = probe_jobs(encoders, budget, LISTS, tmp_path, args, [])
+    low_shot = tmp_path / "probes" / trained.run_dir.name / "digit_probe0_data.label_fraction=0.25"
+    assert low_shot in where and default not in where
+    command = next(job.command for job in jobs if job.folder == low_shot)
+    assert "data.label_fraction=0.25" in command and command[command.index("--output-dir") + 1] == str(low_shot)
+    bound = next(enc for enc in encoders if enc.row == "supervised_digit")
+    assert bound.head_probe == tmp_path / "probes" / "random" / "digit_probe0_data.label_fraction=0.25"
+    (low_shot.mkdir(parents=True), (low_shot / "results.json").write_text('{"top1": 30.0}'))
+    run_benchmark(encoders, budget, LISTS, tmp_path, args)
+    assert [r.top1 for r in trained.readings["digit"]] == [30.0]

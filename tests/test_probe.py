@@ -257,6 +257,28 @@ def test_holdout_split_holds_out_a_share_of_each_class():
     assert [int((labels[held] == c).sum()) for c in range(4)] == [2, 1, 1, 0]
     assert holdout_split(labels, 0.2, seed=0)[1].tolist() == held.tolist()
     assert holdout_split(labels, 0.2, seed=1)[1].tolist() != held.tolist()
+    # keep=0 may draw a whole class (the labelled share of a low-shot probe: each class keeps one at least).
+    _, drawn = holdout_split(labels, 0.2, seed=0, keep=0)
+    assert [int((labels[drawn] == c).sum()) for c in range(4)] == [2, 1, 1, 1]
+
+
+def test_a_low_shot_probe_trains_its_heads_on_a_share_of_each_class(toy_root, tmp_path):
+    cfg = eval_config_from_dict(probe_config(toy_root, data={"holdout_fraction": 0.25, "label_fraction": 0.5},
+                                             train={"epochs": 1}))
+    data = build_eval_data(cfg.data, seed=3)
+    labels, held, labelled = np.asarray(data.train.labels), data.holdout_positions, data.train_positions
+    assert not set(labelled.tolist()) & set(held.tolist())
+    for c in range(8):  # of each class: one held out, half the rest (rounded, at least one) labelled
+        left = int((labels == c).sum()) - int((labels[held] == c).sum())
+        assert int((labels[labelled] == c).sum()) == max(1, round(0.5 * left))
+    alone = build_eval_data(eval_config_from_dict(probe_config(toy_root, data={"label_fraction": 0.5})).data, seed=3)
+    assert alone.holdout is None
+    assert len(alone.train_positions) == sum(max(1, round(0.5 * int((labels == c).sum()))) for c in range(8))
+    encoder = tiny_encoder()
+    result = run_probe(cfg, encoder, info_of(encoder), tmp_path / "out", "cpu")
+    assert (result.results["num_train"], result.results["num_holdout"]) == (len(labelled), len(held))
+    with pytest.raises(ConfigError, match=r"'data.label_fraction' = 0.0 is out of range; allowed: \(0, 1\]"):
+        eval_config_from_dict({"data": {"dataset": "toy", "label_fraction": 0.0}})
 
 
 def test_token_sources_read_only_their_positions(toy_root):

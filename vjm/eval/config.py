@@ -86,6 +86,10 @@ class EvalDataConfig(DataConfig):
                                          "best head (per class, drawn from run.seed); 0 = pick it on the validation "
                                          "clips, V-JEPA's practice, which favours encoders whose heads disagree",
                                     range=Range(0, 0.5))
+    label_fraction: float = param(1.0, "share of each class's training videos the heads train on (low-shot "
+                                       "frozen evaluation, as V-JEPA's 5 / 10 / 50%; at least one a class), "
+                                       "drawn from run.seed after the held-out ones; the rest go unused",
+                                  range=Range(0, 1, open_lo=True))
 
     def cross_check(self) -> list[str]:
         """Problems between the data keys of an evaluation."""

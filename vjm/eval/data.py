@@ -29,21 +29,22 @@ class EvalData:
     num_classes: int
     # Training clips are the same every epoch (no augmentation, fixed segments): their features can be cached.
     train_is_static: bool
-    # With data.holdout_fraction: the heads train on train[train_positions] and the best is picked on
-    # holdout[holdout_positions], the same videos taken as evaluation clips (``train`` itself when static).
+    # The heads train on train[train_positions] (None = all of it): what data.holdout_fraction leaves, of
+    # which data.label_fraction. The best head is picked on holdout[holdout_positions], the held-out
+    # videos taken as evaluation clips (``train`` itself when static).
     train_positions: np.ndarray | None = None
     holdout: ClipDataset | None = None
     holdout_positions: np.ndarray | None = None
 
 
-def holdout_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(kept, held out): sorted positions, ``fraction`` of each class held out (at least one of a class
-    with two or more samples), drawn from ``seed``."""
+def holdout_split(labels: np.ndarray, fraction: float, seed: int, keep: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """(kept, held out): sorted positions, ``fraction`` of each class held out (at least one, and at most
+    all but ``keep`` of the class), drawn from ``seed``."""
     generator = np.random.default_rng(seed)
     held = []
     for label in np.unique(labels):
         members = np.flatnonzero(labels == label)
-        count = min(len(members) - 1, max(1, round(fraction * len(members))))
+        count = min(len(members) - keep, max(1, round(fraction * len(members))))
         held.append(generator.permutation(members)[:count])
     held = np.sort(np.concatenate(held))
     return np.setdiff1d(np.arange(len(labels)), held), held
@@ -63,8 +64,9 @@ def resolve_sources(data: EvalDataConfig) -> tuple[str, list[str], list[str]]:
 
 
 def build_eval_data(data: EvalDataConfig, seed: int = 0) -> EvalData:
-    """Build both splits, check their labels against ``data.num_classes``, and hold out
-    ``data.holdout_fraction`` of the training videos (drawn from ``seed``) to pick the best head on."""
+    """Build both splits, check their labels against ``data.num_classes``, hold out
+    ``data.holdout_fraction`` of the training videos (drawn from ``seed``) to pick the best head on,
+    and keep ``data.label_fraction`` of the rest for the heads to train on."""
     kind, train_sources, val_sources = resolve_sources(data)
     common = dict(kind=kind, frames_per_clip=data.frames_per_clip, frame_step=data.frame_step, fps=data.fps,
                   crop_size=data.crop_size, decoder=data.decoder, short_video=data.short_video)
@@ -100,4 +102,11 @@ def build_eval_data(data: EvalDataConfig, seed: int = 0) -> EvalData:
             **common)
         result.train_positions, result.holdout, result.holdout_positions = kept, holdout, held
         logger.info("%d of the training samples are held out to pick the best head", len(held))
+    if data.label_fraction < 1:
+        kept = result.train_positions if result.train_positions is not None else np.arange(len(train))
+        # Drawn per class as the held-out videos are, on the videos left, from a stream of its own.
+        _, labelled = holdout_split(np.asarray(train.labels)[kept], data.label_fraction, seed + 1, keep=0)
+        result.train_positions = kept[labelled]
+        logger.info("The heads train on %d of the training samples (data.label_fraction %g)", len(labelled),
+                    data.label_fraction)
     return result
