@@ -506,7 +506,8 @@ def summarise(encoders: list[Encoder]) -> dict[str, dict]:
         if any(rates.values()):
             entry["head_rates"] = {task: {lr: spread(values) for lr, values in sorted(by_lr.items(), reverse=True)}
                                    for task, by_lr in rates.items() if by_lr}
-        fits = {task: pooled({k: [v] for k, v in r.fit.items()} for r in readings) for task, readings in by_task.items()}
+        fits = {task: pooled({split: [value] for split, value in r.fit.items()} for r in readings)
+                for task, readings in by_task.items()}
         if any(fits.values()):
             entry["fit"] = {task: {split: spread(values) for split, values in fit.items()}
                             for task, fit in fits.items() if fit}
@@ -563,8 +564,8 @@ def markdown(table: dict[str, dict], header: str) -> str:
         minutes = f"{row['pretrain_minutes']:.1f}" if row["pretrain_minutes"] is not None else "-"
         lines.append(f"| {label} | {minutes} | " + " | ".join(cells) + " |")
     picked = sorted({how for row in table.values() for how in row.get("picked", [])})
-    lines += ["", "Top-1 % on the validation clips (new handwriting, new backgrounds) of each probe's best head (picked "
-              f"{'; or '.join(picked) or 'as its config says'}): mean ± standard "
+    lines += ["", "Top-1 % on the validation clips (new handwriting, new backgrounds) of each probe's best head "
+              f"(picked {'; or '.join(picked) or 'as its config says'}): mean ± standard "
               "deviation over pre-training seeds x probe seeds (n readings); % of gap = (row - random) / "
               "(supervised - random), given only where supervised beats random by more than twice their combined "
               "spread (else: no gap)."]

@@ -112,7 +112,8 @@ def write_results(out_dir: Path, cfg: EvalConfig, info: EncoderInfo, history: li
              for i, (lr, wd) in enumerate(cfg.optim.grid)]
     held = 0 if data.holdout_positions is None else len(data.holdout_positions)
     results = {"eval": cfg.run.name, "top1": read["val"][best]["top1"], "top5": read["val"][best]["top5"],
-               "best_head": best, "best_head_epoch": epochs[best], "early_stopping": cfg.train.early_stopping, "picked_on": "held-out training clips" if held else "validation clips",
+               "best_head": best, "best_head_epoch": epochs[best], "early_stopping": cfg.train.early_stopping,
+               "picked_on": "held-out training clips" if held else "validation clips",
                "top1_picked_on_val": last["val"][on_val]["top1"], "chance_top1": 100.0 / num_classes,
                "num_classes": num_classes, "num_holdout": held,
                "num_train": len(data.train) if data.train_positions is None else len(data.train_positions),
