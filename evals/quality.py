@@ -242,7 +242,7 @@ def plan(args, budget: Budget, lists: dict, out: Path) -> list[Encoder]:
             encoders += vjepa
         if "vjepa_finetuned" in budget.rows:  # the largest budget's encoder, fine-tuned on each task
             for task in TASKS:
-                probe = probe_folder(out, vjepa[-1].run_dir.name, task, 0, protocol_tag(args.probe_overrides))
+                probe = probe_folder(out, vjepa[-1].run_dir.name, task, 0, args.protocol)
                 tuned = pretrained(f"vjepa_finetuned_{task}", (task,), largest, seed,
                                    supervised_overrides(task, lists, probe, "finetune"))
                 tuned.row, tuned.after, tuned.finetuned = "vjepa_finetuned", vjepa[-1].run_dir.name, True
@@ -270,7 +270,7 @@ def plan(args, budget: Budget, lists: dict, out: Path) -> list[Encoder]:
         if "supervised" in budget.rows:  # the bound: one run per task and seed, so its spread is measured
             for task in TASKS:
                 # The control's probe of this seed read the random weights this run starts from (the same seed).
-                probe = probe_folder(out, RANDOM_NAME, task, seed, protocol_tag(args.probe_overrides))
+                probe = probe_folder(out, RANDOM_NAME, task, seed, args.protocol)
                 bound = pretrained(f"supervised_{task}", (task,), largest, seed,
                                    supervised_overrides(task, lists, probe, args.bound))
                 bound.finetuned, bound.head_probe = args.bound == "finetune", probe
@@ -399,8 +399,7 @@ def probe_folder(out: Path, name: str, task: str, probe_seed: int, tag: str = ""
 
 def probe_command(enc: Encoder, task: str, probe_seed: int, budget: Budget, lists: dict, out: Path,
                   args) -> tuple[list[str], Path]:
-    folder = probe_folder(out, enc.run_dir.name if enc.run_dir else enc.row, task, probe_seed,
-                          protocol_tag(args.probe_overrides))
+    folder = probe_folder(out, enc.run_dir.name if enc.run_dir else enc.row, task, probe_seed, args.protocol)
     overrides = [f"data.train=[{lists['train'][task]}]", f"data.val=[{lists['val'][task]}]",
                  f"data.num_classes={NUM_CLASSES[task]}", f"run.seed={probe_seed}",
                  f"train.epochs={budget.probe_epochs}", f"train.feature_cache_dir={out / 'features'}",
@@ -669,6 +668,7 @@ def parse_args(argv):
         if len(variant) < 2:
             parser.error(f"--variant {variant[0]}: give a name and at least one KEY=VALUE override")
     args.variant = [(v[0], v[1:]) for v in args.variant]
+    args.protocol = protocol_tag(args.probe_overrides)  # names the probes and table of these overrides
     # Runs side by side must not each take every core: oversubscribed threads slow them all.
     args.threads = args.threads or default_threads(loader_workers(args), args.parallel)
     return args
@@ -697,7 +697,7 @@ def main(argv=None) -> dict:
               f"row: {'its encoder probed' if args.bound == 'probe' else 'fine-tuned classifier (evals.finetune)'}"
               + (f"; probes with {' '.join(args.probe_overrides)}" if args.probe_overrides else ""))
     text = markdown(table, header)
-    tag = protocol_tag(args.probe_overrides)
+    tag = args.protocol
     (out / f"quality{tag}.md").write_text(text)
     (out / f"quality{tag}.json").write_text(json.dumps(
         {"budget": dataclasses.asdict(budget), "device": args.device, "overrides": args.overrides,
